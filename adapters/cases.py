@@ -1,0 +1,210 @@
+"""The use cases on student cases: one method per command or query, each load → check → decide → save.
+
+This is the thin application layer over the event store. Authorisation (scope and role) is checked here on the
+loaded case, so a case outside the caller's scope answers as if it did not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from adapters.auth import Principal, require_command, require_read
+from adapters.clock import Clock
+from adapters.policies import Profiles
+from adapters.schools import SchoolRegistry
+from adapters.store import CaseStore
+from domain.case import StudentCase
+from domain.errors import CaseNotFound, Conflict, Forbidden, ValidationFailed, VersionMismatch
+from domain.form import normalise_form
+from domain.policy import PolicyProfile, assess, facts_from_application
+from domain.values import Category, Role, VerificationMethod, case_id_for, parse_enum, parse_level_or_none
+
+INTERNAL_FIELDS = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic", "actor"})
+
+
+@dataclass(frozen=True)
+class EventView:
+    version: int
+    type: str
+    occurred_at: datetime
+    actor: Mapping[str, str]
+    data: Mapping[str, Any]
+
+
+class CaseService:
+    def __init__(self, store: CaseStore, clock: Clock, profiles: Profiles, schools: SchoolRegistry) -> None:
+        self.store = store
+        self.clock = clock
+        self.profiles = profiles
+        self.schools = schools
+
+    # ------------------------------------------------------------------------------------------ plumbing
+
+    def _load(self, case_id: UUID, version: int | None = None) -> StudentCase:
+        try:
+            case = self.store.repository.get(case_id, version=version)
+        except AggregateNotFoundError:
+            raise CaseNotFound("no such case") from None
+        if not isinstance(case, StudentCase):
+            raise CaseNotFound("no such case")
+        return case
+
+    def _save(self, case: StudentCase) -> None:
+        try:
+            self.store.save(case)
+        except IntegrityError:
+            raise Conflict("a concurrent change to this case won; reload it and try again") from None
+
+    def profile_for(self, case: StudentCase) -> PolicyProfile:
+        return self.profiles.for_region(case.school_region)
+
+    def _command(self, principal: Principal, case_id: UUID, command: str, expected_version: int | None,
+                 decide: Callable[[StudentCase, datetime], None]) -> StudentCase:
+        case = self._load(case_id)
+        require_command(principal, case, command)
+        if expected_version is not None and expected_version != case.version:
+            raise VersionMismatch(f"the case is at version {case.version}, not {expected_version}",
+                                  current_version=case.version)
+        decide(case, self.clock.now())
+        self._save(case)
+        return case
+
+    # ------------------------------------------------------------------------------------------ queries
+
+    def get(self, principal: Principal, case_id: UUID, *, version: int | None = None,
+            as_of: datetime | None = None) -> StudentCase:
+        current = self._load(case_id)
+        require_read(principal, current)
+        if as_of is not None:
+            version = self.version_as_of(case_id, as_of)
+            if version is None:
+                raise CaseNotFound("the case did not exist yet at that time")
+        if version is None or version >= current.version:
+            return current
+        if version < 1:
+            raise ValidationFailed("version starts at 1", field="version")
+        return self._load(case_id, version=version)
+
+    def version_as_of(self, case_id: UUID, as_of: datetime) -> int | None:
+        version = None
+        for domain_event in self.store.events.get(case_id):
+            if domain_event.timestamp > as_of:  # type: ignore[attr-defined]
+                break
+            version = domain_event.originator_version
+        return version
+
+    def events(self, principal: Principal, case_id: UUID) -> list[EventView]:
+        require_read(principal, self._load(case_id))
+        views = []
+        for domain_event in self.store.events.get(case_id):
+            state = dict(vars(domain_event))
+            views.append(EventView(
+                version=state["originator_version"],
+                type=type(domain_event).__name__,
+                occurred_at=state["timestamp"],
+                actor=state.get("actor", {}),
+                data={k: v for k, v in state.items() if k not in INTERNAL_FIELDS},
+            ))
+        return views
+
+    # ------------------------------------------------------------------------------------------ commands
+
+    def apply(self, principal: Principal, form: Mapping[str, Any]) -> StudentCase:
+        if principal.role not in {Role.APPLICANT, Role.SCHOOL}:
+            raise Forbidden(f"the {principal.role.value} role cannot apply")
+        normalised = normalise_form(form, today=self.clock.today())
+        student = normalised["student"]
+        if principal.role is Role.APPLICANT and principal.student != student["id_number"]:
+            raise Forbidden("an applicant applies only for the student named in their token")
+        if principal.role is Role.SCHOOL and principal.school != student["school_id"]:
+            raise Forbidden("a school enters applications only for its own students")
+        school = self.schools.get(student["school_id"])
+        if school is None:
+            raise ValidationFailed(f"unknown school {student['school_id']}", field="student.school_id")
+        profile = self.profiles.for_region(school.region_code)
+        case_id = case_id_for(student["id_number"], normalised["academic_year"])
+        if self.store.repository.__contains__(case_id):
+            raise Conflict("this student has already applied for this academic year", case_id=str(case_id))
+        case = StudentCase.apply(form=normalised, school_region=school.region_code, profile_version=profile.tag,
+                                 actor=principal.actor, now=self.clock.now())
+        self._save(case)
+        return case
+
+    def amend(self, principal: Principal, case_id: UUID, form: Mapping[str, Any],
+              expected_version: int | None = None) -> StudentCase:
+        normalised = normalise_form(form, today=self.clock.today())
+        return self._command(principal, case_id, "amend", expected_version,
+                             lambda case, now: case.amend(form=normalised, actor=principal.actor, now=now))
+
+    def withdraw(self, principal: Principal, case_id: UUID, reason: str,
+                 expected_version: int | None = None) -> StudentCase:
+        return self._command(principal, case_id, "withdraw", expected_version,
+                             lambda case, now: case.withdraw(reason=reason, actor=principal.actor, now=now))
+
+    def verify(self, principal: Principal, case_id: UUID, *, method: str,
+               confirmed_categories: Sequence[Any] | None, notes: str,
+               expected_version: int | None = None,
+               matcher: Callable[[StudentCase], list[dict[str, str]]] | None = None) -> StudentCase:
+        verification_method = parse_enum(VerificationMethod, method, "method")
+
+        def decide(case: StudentCase, now: datetime) -> None:
+            if confirmed_categories is None:
+                if verification_method is not VerificationMethod.DATA_MATCH or matcher is None:
+                    raise ValidationFailed("confirmed_categories is required unless matching against registries",
+                                           field="confirmed_categories")
+                confirmed = matcher(case)
+            else:
+                confirmed = [_confirmed_item(item, i, verification_method.value)
+                             for i, item in enumerate(confirmed_categories)]
+            case.verify(method=verification_method, confirmed=confirmed, notes=notes, actor=principal.actor,
+                        now=now)
+
+        return self._command(principal, case_id, "verify", expected_version, decide)
+
+    def assess(self, principal: Principal, case_id: UUID, expected_version: int | None = None) -> StudentCase:
+        def decide(case: StudentCase, now: datetime) -> None:
+            profile = self.profile_for(case)
+            result = assess(facts_from_application(case.form, case.confirmed_categories), profile)
+            case.assess(assessment=result, actor=principal.actor, now=now)
+
+        return self._command(principal, case_id, "assess", expected_version, decide)
+
+    def evaluate(self, principal: Principal, case_id: UUID, *, votes_for: int, votes_against: int,
+                 recommended_level: str | None, panel: Sequence[Mapping[str, str]],
+                 expected_version: int | None = None) -> StudentCase:
+        level = parse_level_or_none(recommended_level, "recommended_level") if recommended_level else None
+
+        def decide(case: StudentCase, now: datetime) -> None:
+            case.evaluate(votes_for=votes_for, votes_against=votes_against, recommended_level=level,
+                          panel=panel, levels=self.profile_for(case).levels, actor=principal.actor, now=now)
+
+        return self._command(principal, case_id, "evaluate", expected_version, decide)
+
+    def rate(self, principal: Principal, case_id: UUID, *, level: str, reason: str | None,
+             expected_version: int | None = None) -> StudentCase:
+        parsed = parse_level_or_none(level, "level")
+
+        def decide(case: StudentCase, now: datetime) -> None:
+            profile = self.profile_for(case)
+            case.rate(level=parsed, reason=reason, levels=profile.levels,
+                      skip_class_evaluation_for_data_matched=profile.skip_class_evaluation_for_data_matched,
+                      profile_version=profile.tag, actor=principal.actor, now=now)
+
+        return self._command(principal, case_id, "rate", expected_version, decide)
+
+
+def _confirmed_item(item: Any, index: int, default_source: str) -> dict[str, str]:
+    if isinstance(item, str):
+        category, source = item, default_source
+    elif isinstance(item, Mapping):
+        category, source = item.get("category", ""), str(item.get("source") or default_source)
+    else:
+        raise ValidationFailed("a category name or {category, source}", field=f"confirmed_categories[{index}]")
+    return {"category": parse_enum(Category, category, f"confirmed_categories[{index}]").value, "source": source}

@@ -1,0 +1,100 @@
+"""Event store wiring: the eventsourcing Application over `eventsourcing.sqlite` or `eventsourcing.postgres`.
+
+The environment for the library is built here from Settings (never read from os.environ by the library: we pass
+every key explicitly), with transcodings for every value type the events carry.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import Enum
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import JSONTranscoder, Transcoding
+from sqlalchemy.engine import make_url
+
+from adapters.settings import Settings
+from domain.case import StudentCase
+from domain.values import Level, Status
+
+
+class DateAsISO(Transcoding):
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+class EnumAsValue(Transcoding):
+    """A plain (non-str) Enum stored by value; str-mixin enums would bypass transcoding and come back as str."""
+
+    def __init__(self, enum_cls: type[Enum], name: str) -> None:
+        self.type = enum_cls
+        self.name = name
+
+    def encode(self, obj: Enum) -> Any:
+        return obj.value
+
+    def decode(self, data: Any) -> Enum:
+        return self.type(data)
+
+
+def eventsourcing_env(settings: Settings) -> dict[str, str]:
+    env: dict[str, str] = {}
+    if settings.is_sqlite:
+        path = settings.sqlite_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=str(path), SQLITE_LOCK_TIMEOUT="30")
+    else:
+        url = make_url(settings.database_url)
+        env.update(
+            PERSISTENCE_MODULE="eventsourcing.postgres",
+            POSTGRES_DBNAME=url.database or "postgres",
+            POSTGRES_HOST=url.host or "127.0.0.1",
+            POSTGRES_PORT=str(url.port or 5432),
+            POSTGRES_USER=url.username or "postgres",
+            POSTGRES_PASSWORD=url.password or "",
+            POSTGRES_POOL_SIZE="5",
+            POSTGRES_MAX_OVERFLOW="10",
+            POSTGRES_CONNECT_TIMEOUT="5",
+            POSTGRES_PRE_PING="y",
+            # Tracking records vanish with DB functions on (measured here): keep them off.
+            POSTGRES_ENABLE_DB_FUNCTIONS="n",
+        )
+        schema = url.query.get("options")
+        if isinstance(schema, str) and schema.startswith("-csearch_path="):
+            env["POSTGRES_SCHEMA"] = schema.removeprefix("-csearch_path=")
+    if settings.cipher_key:
+        env.update(CIPHER_TOPIC="eventsourcing.cipher:AESCipher", CIPHER_KEY=settings.cipher_key)
+    return env
+
+
+class CaseStore(Application[UUID]):
+    """The event store of student cases. Use cases live in adapters.cases; this only wires persistence."""
+
+    name = "zizhu"
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {StudentCase: 100}
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        super().__init__(env=eventsourcing_env(settings))
+
+    def construct_env(self, name: str, env: Any = None) -> Any:
+        # Only the keys we pass: ambient PERSISTENCE_MODULE etc. in os.environ must not redirect the store.
+        from eventsourcing.utils import Environment
+
+        merged = {"IS_SNAPSHOTTING_ENABLED": "y"}
+        merged.update(env or {})
+        return Environment(name, merged)
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+        transcoder.register(EnumAsValue(Level, "level"))
+        transcoder.register(EnumAsValue(Status, "status"))

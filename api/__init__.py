@@ -1,0 +1,1 @@
+"""The HTTP interface (FastAPI) and the `zizhu` command line: thin routes over adapters.cases."""

@@ -1,0 +1,61 @@
+"""FastAPI dependencies: the caller (from the bearer token), the services, and If-Match versions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.engine import Engine
+
+from adapters.auth import InvalidToken, Principal, verify_token
+from adapters.cases import CaseService
+from adapters.clock import Clock
+from adapters.policies import Profiles
+from adapters.schools import SchoolRegistry
+from adapters.settings import Settings
+from adapters.store import CaseStore
+from domain.case import StudentCase
+from domain.errors import ValidationFailed
+
+
+@dataclass
+class Services:
+    """Everything a request may need, built once in create_app's lifespan."""
+
+    settings: Settings
+    store: CaseStore
+    engine: Engine
+    clock: Clock
+    profiles: Profiles
+    schools: SchoolRegistry
+    cases: CaseService
+    # Registry data matching for verify {"method": "data_match"} (set when registries are wired).
+    matcher: Callable[[StudentCase], list[dict[str, str]]] | None = None
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise InvalidToken("no bearer token")
+    services = get_services(request)
+    return verify_token(services.settings.secret, authorization[7:].strip())
+
+
+def get_expected_version(if_match: Annotated[str | None, Header()] = None) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise ValidationFailed('If-Match must be a case version like "3"', field="If-Match")
+    return int(tag)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+ExpectedVersion = Annotated[int | None, Depends(get_expected_version)]

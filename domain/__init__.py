@@ -1,0 +1,1 @@
+"""The policy core: the student case aggregate, its events and errors, and the policy rules (pure Python)."""
