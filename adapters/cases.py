@@ -30,6 +30,14 @@ INTERNAL_FIELDS = frozenset({"originator_id", "originator_version", "timestamp",
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """A command's result: the new state and the log position of its last event (for read-your-writes)."""
+
+    case: StudentCase
+    position: int | None
+
+
+@dataclass(frozen=True)
 class EventView:
     version: int
     type: str
@@ -49,32 +57,32 @@ class CaseService:
 
     def _load(self, case_id: UUID, version: int | None = None) -> StudentCase:
         try:
-            case = self.store.repository.get(case_id, version=version)
+            case: object = self.store.repository.get(case_id, version=version)
         except AggregateNotFoundError:
             raise CaseNotFound("no such case") from None
         if not isinstance(case, StudentCase):
             raise CaseNotFound("no such case")
         return case
 
-    def _save(self, case: StudentCase) -> None:
+    def _save(self, case: StudentCase) -> int | None:
         try:
-            self.store.save(case)
+            recordings = self.store.save(case)
         except IntegrityError:
             raise Conflict("a concurrent change to this case won; reload it and try again") from None
+        return max((r.notification.id for r in recordings), default=None)
 
     def profile_for(self, case: StudentCase) -> PolicyProfile:
         return self.profiles.for_region(case.school_region)
 
     def _command(self, principal: Principal, case_id: UUID, command: str, expected_version: int | None,
-                 decide: Callable[[StudentCase, datetime], None]) -> StudentCase:
+                 decide: Callable[[StudentCase, datetime], None]) -> Outcome:
         case = self._load(case_id)
         require_command(principal, case, command)
         if expected_version is not None and expected_version != case.version:
             raise VersionMismatch(f"the case is at version {case.version}, not {expected_version}",
                                   current_version=case.version)
         decide(case, self.clock.now())
-        self._save(case)
-        return case
+        return Outcome(case, self._save(case))
 
     # ------------------------------------------------------------------------------------------ queries
 
@@ -116,7 +124,7 @@ class CaseService:
 
     # ------------------------------------------------------------------------------------------ commands
 
-    def apply(self, principal: Principal, form: Mapping[str, Any]) -> StudentCase:
+    def apply(self, principal: Principal, form: Mapping[str, Any]) -> Outcome:
         if principal.role not in {Role.APPLICANT, Role.SCHOOL}:
             raise Forbidden(f"the {principal.role.value} role cannot apply")
         normalised = normalise_form(form, today=self.clock.today())
@@ -134,24 +142,23 @@ class CaseService:
             raise Conflict("this student has already applied for this academic year", case_id=str(case_id))
         case = StudentCase.apply(form=normalised, school_region=school.region_code, profile_version=profile.tag,
                                  actor=principal.actor, now=self.clock.now())
-        self._save(case)
-        return case
+        return Outcome(case, self._save(case))
 
     def amend(self, principal: Principal, case_id: UUID, form: Mapping[str, Any],
-              expected_version: int | None = None) -> StudentCase:
+              expected_version: int | None = None) -> Outcome:
         normalised = normalise_form(form, today=self.clock.today())
         return self._command(principal, case_id, "amend", expected_version,
                              lambda case, now: case.amend(form=normalised, actor=principal.actor, now=now))
 
     def withdraw(self, principal: Principal, case_id: UUID, reason: str,
-                 expected_version: int | None = None) -> StudentCase:
+                 expected_version: int | None = None) -> Outcome:
         return self._command(principal, case_id, "withdraw", expected_version,
                              lambda case, now: case.withdraw(reason=reason, actor=principal.actor, now=now))
 
     def verify(self, principal: Principal, case_id: UUID, *, method: str,
                confirmed_categories: Sequence[Any] | None, notes: str,
                expected_version: int | None = None,
-               matcher: Callable[[StudentCase], list[dict[str, str]]] | None = None) -> StudentCase:
+               matcher: Callable[[StudentCase], list[dict[str, str]]] | None = None) -> Outcome:
         verification_method = parse_enum(VerificationMethod, method, "method")
 
         def decide(case: StudentCase, now: datetime) -> None:
@@ -168,7 +175,7 @@ class CaseService:
 
         return self._command(principal, case_id, "verify", expected_version, decide)
 
-    def assess(self, principal: Principal, case_id: UUID, expected_version: int | None = None) -> StudentCase:
+    def assess(self, principal: Principal, case_id: UUID, expected_version: int | None = None) -> Outcome:
         def decide(case: StudentCase, now: datetime) -> None:
             profile = self.profile_for(case)
             result = assess(facts_from_application(case.form, case.confirmed_categories), profile)
@@ -178,7 +185,7 @@ class CaseService:
 
     def evaluate(self, principal: Principal, case_id: UUID, *, votes_for: int, votes_against: int,
                  recommended_level: str | None, panel: Sequence[Mapping[str, str]],
-                 expected_version: int | None = None) -> StudentCase:
+                 expected_version: int | None = None) -> Outcome:
         level = parse_level_or_none(recommended_level, "recommended_level") if recommended_level else None
 
         def decide(case: StudentCase, now: datetime) -> None:
@@ -188,7 +195,7 @@ class CaseService:
         return self._command(principal, case_id, "evaluate", expected_version, decide)
 
     def rate(self, principal: Principal, case_id: UUID, *, level: str, reason: str | None,
-             expected_version: int | None = None) -> StudentCase:
+             expected_version: int | None = None) -> Outcome:
         parsed = parse_level_or_none(level, "level")
 
         def decide(case: StudentCase, now: datetime) -> None:

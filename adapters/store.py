@@ -42,7 +42,8 @@ class EnumAsValue(Transcoding):
         return obj.value
 
     def decode(self, data: Any) -> Enum:
-        return self.type(data)
+        member: Enum = self.type(data)
+        return member
 
 
 def eventsourcing_env(settings: Settings) -> dict[str, str]:

@@ -53,7 +53,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(e.DomainError)
     async def _domain(_: Request, exc: e.DomainError) -> JSONResponse:
-        context = {k: v for k, v in exc.context.items() if k != "field"}
+        context: dict[str, Any] = {k: v for k, v in exc.context.items() if k not in {"field", "headers"}}
         field = getattr(exc, "field", None) or exc.context.get("field") or None
         return problem(status_for(exc), exc.code, exc.detail, field=field, **context)
 
@@ -94,5 +94,5 @@ def _is_database_unavailable(exc: BaseException) -> bool:
 
     if isinstance(exc, (OperationalError, InterfaceError)):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated or type(exc).__name__ in {
+    return (isinstance(exc, DBAPIError) and exc.connection_invalidated) or type(exc).__name__ in {
         "OperationalError", "PoolTimeout", "ConnectionUnavailableError"}

@@ -143,7 +143,7 @@ def plain(value: Any) -> Any:
 
 def case_state(case: StudentCase) -> dict[str, Any]:
     """The case as API.md describes it: id, status, level, version, the application and each step's record."""
-    return plain({
+    state: dict[str, Any] = plain({
         "id": str(case.id),
         "status": case.status,
         "level": case.level,
@@ -176,3 +176,4 @@ def case_state(case: StudentCase) -> dict[str, Any]:
         "withdrawal": case.withdrawal,
         "integrity_records": len(case.integrity_records),
     })
+    return state

@@ -106,9 +106,9 @@ class StudentCase(Aggregate):
         """A student or guardian applies (个人申请); the form is validated by domain.form beforehand."""
         student = form["student"]
         case_id = case_id_for(student["id_number"], form["academic_year"])
-        return cls._create(cls.Applied, id=case_id, timestamp=now, form=dict(form),
-                           school_region=school_region, profile_version=profile_version,
-                           actor=actor.as_dict())
+        applied = cls.Applied  # type: ignore[attr-defined]  # defined by the @event decorator on __init__
+        return cls._create(applied, id=case_id, timestamp=now, form=dict(form), school_region=school_region,
+                           profile_version=profile_version, actor=actor.as_dict())
 
     @event("Applied", topic="case.applied")
     def __init__(self, form: dict[str, Any], school_region: str, profile_version: str,

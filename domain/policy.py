@@ -9,6 +9,7 @@ the most difficult level any of them suggests.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -254,7 +255,7 @@ def _parse_scoring(raw: Any, levels: tuple[Level, ...]) -> ScoringModel:
             raise ProfileError("scoring", f"level {lvl.value!r} is not among the profile's levels")
     # Cut-offs must not overlap: a more difficult level needs a strictly higher score.
     ordered = sorted(cutoffs.items(), key=lambda kv: kv[0].rank)
-    for (harder, hi), (easier, lo) in zip(ordered, ordered[1:], strict=False):
+    for (harder, hi), (easier, lo) in itertools.pairwise(ordered):
         if hi <= lo:
             raise ProfileError(f"scoring.cutoffs.{harder.value}",
                                f"overlaps {easier.value}: {hi} must be above {lo}")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from adapters.cases import Outcome
 from api.deps import ExpectedVersion, PrincipalDep, ServicesDep
 from api.schemas import (
     ApplicationIn,
@@ -28,10 +29,16 @@ from domain.errors import ValidationFailed
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 
 
-def _state_response(case: StudentCase, status_code: int = 200, **extra: Any) -> JSONResponse:
-    body = case_state(case)
-    body.update(extra)
-    return JSONResponse(body, status_code=status_code, headers={"ETag": f'"{case.version}"'})
+def _state_response(case: StudentCase, status_code: int = 200, position: int | None = None) -> JSONResponse:
+    headers = {"ETag": f'"{case.version}"'}
+    if position is not None:
+        # Pass this back as X-Min-Position on a query to read this command's effect in the views.
+        headers["X-Min-Position"] = str(position)
+    return JSONResponse(case_state(case), status_code=status_code, headers=headers)
+
+
+def _outcome_response(outcome: Outcome, status_code: int = 200) -> JSONResponse:
+    return _state_response(outcome.case, status_code, outcome.position)
 
 
 def _case_id(case_id: str) -> UUID:
@@ -41,9 +48,9 @@ def _case_id(case_id: str) -> UUID:
 @router.post("", status_code=201, response_model=CreatedOut,
              responses={409: {"description": "already applied for this year"}, 422: {}})
 def apply(body: ApplicationIn, principal: PrincipalDep, services: ServicesDep) -> JSONResponse:
-    case = services.cases.apply(principal, body.model_dump(mode="json", exclude_none=True))
-    response = _state_response(case, 201)
-    response.headers["Location"] = f"/v1/cases/{case.id}"
+    outcome = services.cases.apply(principal, body.model_dump(mode="json", exclude_none=True))
+    response = _outcome_response(outcome, 201)
+    response.headers["Location"] = f"/v1/cases/{outcome.case.id}"
     return response
 
 
@@ -70,42 +77,42 @@ def events(case_id: str, principal: PrincipalDep, services: ServicesDep) -> JSON
 def amend(case_id: str, body: ApplicationIn, principal: PrincipalDep, services: ServicesDep,
           expected: ExpectedVersion) -> JSONResponse:
     form = body.model_dump(mode="json", exclude_none=True)
-    return _state_response(services.cases.amend(principal, _case_id(case_id), form, expected))
+    return _outcome_response(services.cases.amend(principal, _case_id(case_id), form, expected))
 
 
 @router.post("/{case_id}/withdraw")
 def withdraw(case_id: str, body: WithdrawIn, principal: PrincipalDep, services: ServicesDep,
              expected: ExpectedVersion) -> JSONResponse:
-    return _state_response(services.cases.withdraw(principal, _case_id(case_id), body.reason, expected))
+    return _outcome_response(services.cases.withdraw(principal, _case_id(case_id), body.reason, expected))
 
 
 @router.post("/{case_id}/verify")
 def verify(case_id: str, body: VerifyIn, principal: PrincipalDep, services: ServicesDep,
            expected: ExpectedVersion) -> JSONResponse:
-    case = services.cases.verify(principal, _case_id(case_id), method=body.method,
+    outcome = services.cases.verify(principal, _case_id(case_id), method=body.method,
                                  confirmed_categories=body.confirmed_categories, notes=body.notes,
                                  expected_version=expected, matcher=services.matcher)
-    return _state_response(case)
+    return _outcome_response(outcome)
 
 
 @router.post("/{case_id}/assess")
 def assess(case_id: str, principal: PrincipalDep, services: ServicesDep, expected: ExpectedVersion,
            body: AssessIn | None = None) -> JSONResponse:
-    return _state_response(services.cases.assess(principal, _case_id(case_id), expected))
+    return _outcome_response(services.cases.assess(principal, _case_id(case_id), expected))
 
 
 @router.post("/{case_id}/evaluate")
 def evaluate(case_id: str, body: EvaluateIn, principal: PrincipalDep, services: ServicesDep,
              expected: ExpectedVersion) -> JSONResponse:
-    case = services.cases.evaluate(principal, _case_id(case_id), votes_for=body.votes_for,
+    outcome = services.cases.evaluate(principal, _case_id(case_id), votes_for=body.votes_for,
                                    votes_against=body.votes_against, recommended_level=body.recommended_level,
                                    panel=[p.model_dump() for p in body.panel], expected_version=expected)
-    return _state_response(case)
+    return _outcome_response(outcome)
 
 
 @router.post("/{case_id}/rate")
 def rate(case_id: str, body: RateIn, principal: PrincipalDep, services: ServicesDep,
          expected: ExpectedVersion) -> JSONResponse:
-    case = services.cases.rate(principal, _case_id(case_id), level=body.level, reason=body.reason,
+    outcome = services.cases.rate(principal, _case_id(case_id), level=body.level, reason=body.reason,
                                expected_version=expected)
-    return _state_response(case)
+    return _outcome_response(outcome)
