@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     token_ttl: int = 3600
     projection_poll_interval: float = 0.2
     projection_batch_size: int = 1000
+    # `zizhu serve` keeps the views itself unless a separate `zizhu project` process does it.
+    run_projections: bool = True
 
     @field_validator("database_url")
     @classmethod

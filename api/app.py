@@ -28,6 +28,8 @@ from adapters.store import CaseStore
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.routes import cases
+from projections import all_views
+from projections.runner import Projections, RunnerThread
 
 
 def newest_event_time(store: CaseStore) -> datetime | None:
@@ -50,8 +52,10 @@ def build_services(settings: Settings) -> Services:
         schools.import_file(settings.demo_schools, known_provinces={p.province_code for p in profiles.all()})
     start = parse_instant(settings.now) if settings.now else None
     clock = Clock(start=start, not_before=newest_event_time(store))
+    projections = Projections(store, engine, all_views(), batch_size=settings.projection_batch_size)
+    projections.ensure()
     return Services(settings=settings, store=store, engine=engine, clock=clock, profiles=profiles,
-                    schools=schools, cases=CaseService(store, clock, profiles, schools))
+                    schools=schools, cases=CaseService(store, clock, profiles, schools), projections=projections)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -63,11 +67,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         built = services or build_services(settings)
         app.state.services = built
+        runner = RunnerThread(built.projections, settings.projection_poll_interval)
+        if settings.run_projections:
+            runner.start()
         log.info("service_started", store="sqlite" if settings.is_sqlite else "postgresql",
                  env=settings.env, clock_start=built.clock.now().isoformat())
         try:
             yield
         finally:
+            runner.stop()
             if services is None:
                 built.store.close()
                 built.engine.dispose()
@@ -101,7 +109,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         except Exception as exc:  # any store failure means "not healthy", which is this endpoint's answer
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "store": "sqlite" if built.settings.is_sqlite else "postgresql",
-                             "log_position": checks["events"], "now": built.clock.now().isoformat()})
+                             "log_position": checks["events"], "now": built.clock.now().isoformat(),
+                             "views": built.projections.positions()})
 
     app.include_router(cases.router)
     return app

@@ -70,6 +70,53 @@ def token(sub: Annotated[str, typer.Option(help="who the token is for")],
                            region=region, student=student, ttl=ttl))
 
 
+@cli.command()
+def project() -> None:
+    """Runs only the projection runner (for deployments that separate it from `zizhu serve`)."""
+    from adapters.logs import configure_logging
+    from api.app import build_services
+    from projections.runner import RunnerThread
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    services = build_services(settings)
+    typer.echo("zizhu projection runner started; Ctrl-C stops it")
+    try:
+        RunnerThread(services.projections, settings.projection_poll_interval).run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        services.store.close()
+        services.engine.dispose()
+
+
+@cli.command()
+def rebuild(projection: Annotated[str | None, typer.Option(help="one view; default every view")] = None) -> None:
+    """Rebuilds read models from the event log into fresh tables, switching over when caught up."""
+    from api.app import build_services
+    from projections.runner import Progress
+
+    services = build_services(_settings())
+    names = [projection] if projection else list(services.projections.views)
+    unknown = [n for n in names if n not in services.projections.views]
+    if unknown:
+        typer.echo(f"unknown projection {unknown[0]}; known: {', '.join(services.projections.views)}", err=True)
+        raise typer.Exit(2)
+
+    def show(p: Progress) -> None:
+        typer.echo(f"\r{p.view}: {p.position}/{p.head} events, {p.rate:,.0f}/s, "
+                   f"about {p.eta_seconds:,.0f}s left   ", nl=False, err=True)
+
+    try:
+        for name in names:
+            final = services.projections.rebuild(name, on_progress=show)
+            typer.echo(f"\r{name}: rebuilt to position {final.position} ({final.done} events, "
+                       f"{final.rate:,.0f}/s) as generation {final.generation}          ")
+    finally:
+        services.store.close()
+        services.engine.dispose()
+
+
 @schools_cli.command("import")
 def schools_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
     """Loads or updates the school registry from a CSV (school_id,name,region_code,stage; UTF-8 or GBK)."""

@@ -16,6 +16,7 @@ from adapters.policies import Profiles
 from adapters.schools import SchoolRegistry
 from adapters.settings import Settings
 from adapters.store import CaseStore
+from projections.runner import Projections
 from domain.case import StudentCase
 from domain.errors import ValidationFailed
 
@@ -31,6 +32,7 @@ class Services:
     profiles: Profiles
     schools: SchoolRegistry
     cases: CaseService
+    projections: Projections
     # Registry data matching for verify {"method": "data_match"} (set when registries are wired).
     matcher: Callable[[StudentCase], list[dict[str, str]]] | None = None
 

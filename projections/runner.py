@@ -1,0 +1,376 @@
+"""The one projection runner every view uses: batches from the notification log, exactly once.
+
+Each view owns physical tables per *generation* (`<base>_g<N>`). A generation's tracking row in
+`projection_state` holds its log position; a batch of events is applied and the position moved in ONE transaction,
+so a crash anywhere repeats and loses nothing. The transaction starts by updating the tracking row, which takes its
+lock (row lock on PostgreSQL, the write lock on SQLite) before the position is read: two runners on one view
+serialise, and never both apply a batch.
+
+Rebuilds write a new generation beside the active one and switch over when it has caught up, so queries keep
+answering from the old tables meanwhile; a view whose `schema_version` changed is rebuilt the same way (its old
+tables are never migrated by hand).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from eventsourcing.persistence import Notification
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from adapters.db import metadata
+from adapters.logs import get_logger
+from adapters.store import CaseStore
+
+projection_state = Table(
+    "projection_state",
+    metadata,
+    Column("view", String(64), primary_key=True),
+    Column("generation", Integer, primary_key=True),
+    Column("schema_version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # building | active | retired
+    Column("position", BigInteger, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+RETIRED_GRACE = timedelta(seconds=10)  # queries that resolved the old generation finish before its tables go
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One event as a view receives it: its log position, stored topic and decoded domain event."""
+
+    position: int
+    topic: str
+    event: Any
+
+    @property
+    def case_id(self) -> Any:
+        return self.event.originator_id
+
+    @property
+    def version(self) -> int:
+        return int(self.event.originator_version)
+
+    @property
+    def occurred_at(self) -> datetime:
+        moment: datetime = self.event.timestamp
+        return moment
+
+
+class View:
+    """Base of every read model. Subclasses name themselves, declare tables per generation, and apply batches."""
+
+    name: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+    topics: ClassVar[tuple[str, ...]] = ()  # empty: every event
+
+    def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
+        raise NotImplementedError
+
+    def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Progress:
+    view: str
+    generation: int
+    position: int
+    head: int
+    done: int
+    rate: float
+
+    @property
+    def remaining(self) -> int:
+        return max(self.head - self.position, 0)
+
+    @property
+    def eta_seconds(self) -> float:
+        return self.remaining / self.rate if self.rate > 0 else 0.0
+
+
+class Projections:
+    """All views over one store and read-model database; the runner loop and the query-side table lookup."""
+
+    def __init__(self, store: CaseStore, engine: Engine, views: Sequence[View], batch_size: int = 1000) -> None:
+        self.store = store
+        self.engine = engine
+        self.views = {v.name: v for v in views}
+        self.batch_size = batch_size
+        self._tables: dict[tuple[str, int], dict[str, Table]] = {}
+        self._active_cache: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+        self.log = get_logger("zizhu.projections")
+
+    # ------------------------------------------------------------------------------------------ tables
+
+    def tables_of(self, view: str, generation: int) -> dict[str, Table]:
+        key = (view, generation)
+        with self._lock:
+            if key not in self._tables:
+                self._tables[key] = self.views[view].define_tables(MetaData(), f"_g{generation}")
+            return self._tables[key]
+
+    def _create_generation(self, conn: Connection, view: str, generation: int, status: str) -> None:
+        for table in self.tables_of(view, generation).values():
+            table.create(conn, checkfirst=True)
+        now = datetime.now(UTC)
+        conn.execute(insert(projection_state).values(view=view, generation=generation,
+                                                     schema_version=self.views[view].schema_version,
+                                                     status=status, position=0, created_at=now, updated_at=now))
+
+    def ensure(self) -> None:
+        """At start-up: every view has an active generation of its current schema (else one is built)."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(projection_state)).all()
+            for name, view in self.views.items():
+                mine = [r for r in rows if r.view == name and r.status != "retired"]
+                current = [r for r in mine if r.schema_version == view.schema_version]
+                if not mine:
+                    self._create_generation(conn, name, 1, "active")
+                elif not current:
+                    # Schema changed: the new generation takes over at once and catches up from the log.
+                    generation = max(r.generation for r in rows if r.view == name) + 1
+                    conn.execute(update(projection_state).where(projection_state.c.view == name)
+                                 .values(status="retired", updated_at=datetime.now(UTC) - RETIRED_GRACE))
+                    self._create_generation(conn, name, generation, "active")
+                    self.log.info("projection_schema_changed", view=name, generation=generation)
+                else:
+                    for row in current:  # tables may be missing if a process died between steps
+                        for table in self.tables_of(name, row.generation).values():
+                            table.create(conn, checkfirst=True)
+        self._drop_retired()
+
+    def active_generation(self, view: str, max_age: float = 1.0) -> int:
+        cached = self._active_cache.get(view)
+        if cached and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        with self.engine.connect() as conn:
+            generation = conn.execute(
+                select(projection_state.c.generation)
+                .where(projection_state.c.view == view, projection_state.c.status == "active")
+            ).scalar_one()
+        self._active_cache[view] = (time.monotonic(), int(generation))
+        return int(generation)
+
+    def active_tables(self, view: str) -> dict[str, Table]:
+        """What a query reads: the tables of the view's active generation."""
+        return self.tables_of(view, self.active_generation(view))
+
+    # ------------------------------------------------------------------------------------------ running
+
+    def step(self, view: str, generation: int, limit: int | None = None) -> int:
+        """Applies at most one batch to one generation; returns how many events it applied."""
+        spec = self.views[view]
+        tables = self.tables_of(view, generation)
+        key = and_(projection_state.c.view == view, projection_state.c.generation == generation)
+        with self.engine.begin() as conn:
+            touched = conn.execute(update(projection_state).where(key, projection_state.c.status != "retired")
+                                   .values(updated_at=datetime.now(UTC)))
+            if touched.rowcount == 0:
+                return 0
+            position = int(conn.execute(select(projection_state.c.position).where(key)).scalar_one())
+            notifications = self.store.recorder.select_notifications(
+                start=position + 1, limit=limit or self.batch_size, topics=spec.topics)
+            if not notifications:
+                return 0
+            batch = [self._envelope(n) for n in notifications]
+            spec.handle(conn, tables, batch)
+            conn.execute(update(projection_state).where(key).values(position=batch[-1].position))
+        self.log.debug("projection_batch", view=view, generation=generation, events=len(batch),
+                       position=batch[-1].position)
+        return len(batch)
+
+    def _envelope(self, notification: Notification) -> Envelope:
+        return Envelope(position=notification.id, topic=notification.topic,
+                        event=self.store.mapper.to_domain_event(notification))
+
+    def head(self) -> int:
+        return int(self.store.recorder.max_notification_id() or 0)
+
+    def positions(self) -> dict[str, dict[str, Any]]:
+        """Each view's active position and lag behind the log (for /healthz)."""
+        head = self.head()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(projection_state).where(projection_state.c.status != "retired")).all()
+        result: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if row.view not in self.views:
+                continue
+            entry = result.setdefault(row.view, {})
+            if row.status == "active":
+                entry.update(position=int(row.position), lag=max(head - int(row.position), 0),
+                             generation=row.generation)
+            else:
+                entry["rebuilding"] = {"generation": row.generation, "position": int(row.position)}
+        return result
+
+    def catch_up(self, view: str | None = None) -> int:
+        """Runs every live generation until none has anything left; switches over caught-up rebuilds."""
+        total = 0
+        while True:
+            applied = 0
+            for name, generation, status in self._live_generations(view):
+                applied += self.step(name, generation)
+                if status == "building" and applied == 0:
+                    self._switch_if_caught_up(name, generation)
+            total += applied
+            if applied == 0:
+                return total
+
+    def _live_generations(self, view: str | None = None) -> list[tuple[str, int, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(projection_state.c.view, projection_state.c.generation,
+                                       projection_state.c.status)
+                                .where(projection_state.c.status != "retired")).all()
+        return [(r.view, r.generation, r.status) for r in rows
+                if r.view in self.views and (view is None or r.view == view)]
+
+    def _switch_if_caught_up(self, view: str, generation: int) -> bool:
+        head = self.head()
+        with self.engine.begin() as conn:
+            conn.execute(update(projection_state).where(projection_state.c.view == view,
+                                                        projection_state.c.generation == generation)
+                         .values(updated_at=datetime.now(UTC)))
+            row = conn.execute(select(projection_state).where(projection_state.c.view == view,
+                                                              projection_state.c.generation == generation)).one()
+            if row.status != "building" or not self._caught_up(view, int(row.position), head):
+                return False
+            now = datetime.now(UTC)
+            conn.execute(update(projection_state).where(projection_state.c.view == view,
+                                                        projection_state.c.status == "active")
+                         .values(status="retired", updated_at=now))
+            conn.execute(update(projection_state).where(projection_state.c.view == view,
+                                                        projection_state.c.generation == generation)
+                         .values(status="active", updated_at=now))
+        self._active_cache.pop(view, None)
+        self.log.info("projection_switched", view=view, generation=generation)
+        return True
+
+    def _caught_up(self, view: str, position: int, target: int) -> bool:
+        """True when no event this view cares about lies after `position` up to `target` (topic filters leave
+        gaps, so a filtered view's position can rest below the log head and still be current)."""
+        if position >= target:
+            return True
+        topics = self.views[view].topics
+        if not topics:
+            return False
+        newer = self.store.recorder.select_notifications(start=position + 1, limit=1, stop=target, topics=topics)
+        return not newer
+
+    def _drop_retired(self) -> None:
+        cutoff = datetime.now(UTC) - RETIRED_GRACE
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(projection_state).where(projection_state.c.status == "retired")).all()
+            for row in rows:
+                updated = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+                if row.view in self.views and updated > cutoff:
+                    continue
+                if row.view in self.views:
+                    for table in self.tables_of(row.view, row.generation).values():
+                        table.drop(conn, checkfirst=True)
+                conn.execute(projection_state.delete().where(projection_state.c.view == row.view,
+                                                             projection_state.c.generation == row.generation))
+
+    def start_rebuild(self, view: str) -> int:
+        """Creates a new generation that the runner fills from position 0 and switches to when caught up."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(projection_state).where(projection_state.c.view == view)).all()
+            for row in rows:
+                if row.status == "building":
+                    return int(row.generation)  # one rebuild at a time: carry on with it
+            generation = max((r.generation for r in rows), default=0) + 1
+            self._create_generation(conn, view, generation, "building")
+        return generation
+
+    def rebuild(self, view: str, on_progress: Callable[[Progress], None] | None = None,
+                batch_size: int = 5000) -> Progress:
+        """Rebuilds one view into fresh tables, reporting progress, and switches over when caught up."""
+        generation = self.start_rebuild(view)
+        started = time.monotonic()
+        done = 0
+        position = 0
+        while True:
+            applied = self.step(view, generation, limit=batch_size)
+            done += applied
+            with self.engine.connect() as conn:
+                position = int(conn.execute(select(projection_state.c.position).where(
+                    projection_state.c.view == view, projection_state.c.generation == generation)).scalar_one())
+            elapsed = max(time.monotonic() - started, 1e-6)
+            progress = Progress(view, generation, position, self.head(), done, done / elapsed)
+            if on_progress:
+                on_progress(progress)
+            if applied == 0 and self._switch_if_caught_up(view, generation):
+                self._drop_retired()
+                return progress
+
+    def wait_for(self, view: str, position: int, timeout: float = 5.0) -> bool:
+        """Read-your-writes: waits until the view's active generation has reached `position`."""
+        deadline = time.monotonic() + timeout
+        generation = self.active_generation(view, max_age=0)
+        while True:
+            with self.engine.connect() as conn:
+                reached = conn.execute(select(projection_state.c.position).where(
+                    projection_state.c.view == view, projection_state.c.generation == generation)).scalar_one()
+            if self._caught_up(view, int(reached), position):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            self.catch_up(view)
+            time.sleep(0.01)
+
+
+class RunnerThread:
+    """Polls the log and keeps every view caught up, in the background of `zizhu serve` or `zizhu project`."""
+
+    def __init__(self, projections: Projections, interval: float) -> None:
+        self.projections = projections
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="projection-runner", daemon=True)
+        self._last_cleanup = time.monotonic()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def run_forever(self) -> None:
+        self._run()
+
+    def _run(self) -> None:
+        log = self.projections.log
+        while not self._stop.is_set():
+            try:
+                applied = self.projections.catch_up()
+                if time.monotonic() - self._last_cleanup > RETIRED_GRACE.total_seconds():
+                    self.projections._drop_retired()
+                    self._last_cleanup = time.monotonic()
+            except Exception as exc:  # a failing store must not kill the runner; it retries after a pause
+                log.warning("projection_runner_error", error_type=type(exc).__name__, error=str(exc)[:200])
+                applied = 0
+                self._stop.wait(min(self.interval * 10, 2.0))
+            if applied == 0:
+                self._stop.wait(self.interval)
