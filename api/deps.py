@@ -16,9 +16,9 @@ from adapters.policies import Profiles
 from adapters.schools import SchoolRegistry
 from adapters.settings import Settings
 from adapters.store import CaseStore
-from projections.runner import Projections
 from domain.case import StudentCase
 from domain.errors import ValidationFailed
+from projections.runner import Projections
 
 
 @dataclass
