@@ -74,8 +74,10 @@ class CaseService:
     def profile_for(self, case: StudentCase) -> PolicyProfile:
         return self.profiles.for_region(case.school_region)
 
-    def _command(self, principal: Principal, case_id: UUID, command: str, expected_version: int | None,
+    def execute(self, principal: Principal, case_id: UUID, command: str, expected_version: int | None,
                  decide: Callable[[StudentCase, datetime], None]) -> Outcome:
+        """Load → check scope, role and If-Match → decide (the domain command) → save. Every case command
+        of every capability goes through here, so scope and concurrency rules hold everywhere."""
         case = self._load(case_id)
         require_command(principal, case, command)
         if expected_version is not None and expected_version != case.version:
@@ -147,12 +149,12 @@ class CaseService:
     def amend(self, principal: Principal, case_id: UUID, form: Mapping[str, Any],
               expected_version: int | None = None) -> Outcome:
         normalised = normalise_form(form, today=self.clock.today())
-        return self._command(principal, case_id, "amend", expected_version,
+        return self.execute(principal, case_id, "amend", expected_version,
                              lambda case, now: case.amend(form=normalised, actor=principal.actor, now=now))
 
     def withdraw(self, principal: Principal, case_id: UUID, reason: str,
                  expected_version: int | None = None) -> Outcome:
-        return self._command(principal, case_id, "withdraw", expected_version,
+        return self.execute(principal, case_id, "withdraw", expected_version,
                              lambda case, now: case.withdraw(reason=reason, actor=principal.actor, now=now))
 
     def verify(self, principal: Principal, case_id: UUID, *, method: str,
@@ -173,7 +175,7 @@ class CaseService:
             case.verify(method=verification_method, confirmed=confirmed, notes=notes, actor=principal.actor,
                         now=now)
 
-        return self._command(principal, case_id, "verify", expected_version, decide)
+        return self.execute(principal, case_id, "verify", expected_version, decide)
 
     def assess(self, principal: Principal, case_id: UUID, expected_version: int | None = None) -> Outcome:
         def decide(case: StudentCase, now: datetime) -> None:
@@ -181,7 +183,7 @@ class CaseService:
             result = assess(facts_from_application(case.form, case.confirmed_categories), profile)
             case.assess(assessment=result, actor=principal.actor, now=now)
 
-        return self._command(principal, case_id, "assess", expected_version, decide)
+        return self.execute(principal, case_id, "assess", expected_version, decide)
 
     def evaluate(self, principal: Principal, case_id: UUID, *, votes_for: int, votes_against: int,
                  recommended_level: str | None, panel: Sequence[Mapping[str, str]],
@@ -192,7 +194,7 @@ class CaseService:
             case.evaluate(votes_for=votes_for, votes_against=votes_against, recommended_level=level,
                           panel=panel, levels=self.profile_for(case).levels, actor=principal.actor, now=now)
 
-        return self._command(principal, case_id, "evaluate", expected_version, decide)
+        return self.execute(principal, case_id, "evaluate", expected_version, decide)
 
     def rate(self, principal: Principal, case_id: UUID, *, level: str, reason: str | None,
              expected_version: int | None = None) -> Outcome:
@@ -204,7 +206,7 @@ class CaseService:
                       skip_class_evaluation_for_data_matched=profile.skip_class_evaluation_for_data_matched,
                       profile_version=profile.tag, actor=principal.actor, now=now)
 
-        return self._command(principal, case_id, "rate", expected_version, decide)
+        return self.execute(principal, case_id, "rate", expected_version, decide)
 
 
 def _confirmed_item(item: Any, index: int, default_source: str) -> dict[str, str]:

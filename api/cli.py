@@ -17,8 +17,12 @@ cli.add_typer(schools_cli, name="schools")
 
 
 def _settings() -> Settings:
+    from adapters.logs import configure_logging
+
     try:
-        return Settings()
+        settings = Settings()
+        configure_logging(settings.log_level)
+        return settings
     except ValueError as exc:
         typer.echo(f"configuration error: {exc}", err=True)
         raise typer.Exit(2) from None
