@@ -8,7 +8,7 @@ in: the domain never reads a clock) and, where a policy applied, the profile ver
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -39,12 +39,15 @@ from domain.values import (
     Status,
     VerificationMethod,
     case_id_for,
+    parse_enum,
+    validate_resident_id,
 )
 
 S = Status
 PRE_RATING = frozenset({S.APPLIED, S.VERIFIED, S.ASSESSED, S.EVALUATED})
 IDENTIFIED = frozenset({S.CONFIRMED, S.ARCHIVED})
 RATED_OR_LATER = frozenset({S.RATED, S.IN_PUBLICITY, S.CONFIRMED, S.ARCHIVED})
+NOT_CLOSED = frozenset(Status) - {S.WITHDRAWN, S.REVOKED}
 
 # The status machine in one table: which statuses each command accepts. Rules beyond status live in the commands.
 ALLOWED: Mapping[str, frozenset[Status]] = {
@@ -65,7 +68,9 @@ ALLOWED: Mapping[str, frozenset[Status]] = {
     "home_visit": IDENTIFIED,
     "readjust": IDENTIFIED,
     "grant_aid": IDENTIFIED,
-    "disburse": IDENTIFIED,
+    # Emergency aid does not wait for the annual cycle, so money can be granted and paid on any open case.
+    "grant_emergency_aid": NOT_CLOSED,
+    "disburse": NOT_CLOSED,
     "revoke": RATED_OR_LATER,
     "order_recovery": frozenset({S.REVOKED}),
     "record_recovery": frozenset({S.REVOKED}),
@@ -73,6 +78,13 @@ ALLOWED: Mapping[str, frozenset[Status]] = {
 }
 EMERGENCY_PROGRAMME = "emergency_aid"
 ZERO = Decimal("0.00")
+# Dates (deadlines, "not in the future", recorded days) are Chinese calendar dates, not UTC ones: China has had
+# one offset all year since 1991, so a fixed one is exact and needs no time-zone database.
+CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
+
+
+def local_date(moment: datetime) -> date:
+    return moment.astimezone(CHINA).date()
 
 
 def _money(value: Any, field: str) -> Decimal:
@@ -220,7 +232,7 @@ class StudentCase(Aggregate):
         self._require("verify")
         seen: dict[str, dict[str, str]] = {}
         for i, item in enumerate(confirmed):
-            category = Category(item["category"]).value
+            category = parse_enum(Category, item.get("category"), f"confirmed_categories[{i}]").value
             if category in seen:
                 raise ValidationFailed("a category is confirmed once", field=f"confirmed_categories[{i}]")
             seen[category] = {"category": category, "source": str(item.get("source") or method.value)}
@@ -409,7 +421,7 @@ class StudentCase(Aggregate):
     @event("Confirmed", topic="case.confirmed")
     def _confirmed(self, basis: str, actor: dict[str, str], timestamp: datetime) -> None:
         self.status = Status.CONFIRMED
-        self.confirmed_on = timestamp.date()
+        self.confirmed_on = local_date(timestamp)
 
     def archive(self, *, export_id: str, actor: Actor, now: datetime) -> None:
         self._require("archive")
@@ -442,7 +454,7 @@ class StudentCase(Aggregate):
             raise ValidationFailed("method must be letter, phone, interview or home_visit", field="method")
         if finding not in {"consistent", "inconsistent"}:
             raise ValidationFailed("finding must be consistent or inconsistent", field="finding")
-        if checked_on > now.date():
+        if checked_on > local_date(now):
             raise ValidationFailed("a check cannot be recorded for a future date", field="checked_on")
         self._follow_up_recorded(method=method, checked_on=checked_on, finding=finding, notes=notes or "",
                                  attachments=list(attachments), actor=actor.as_dict(), timestamp=now)
@@ -456,7 +468,7 @@ class StudentCase(Aggregate):
 
     def record_home_visit(self, *, visited_on: date, notes: str, actor: Actor, now: datetime) -> None:
         self._require("home_visit")
-        if visited_on > now.date():
+        if visited_on > local_date(now):
             raise ValidationFailed("a visit cannot be recorded for a future date", field="visited_on")
         self._home_visited(visited_on=visited_on, notes=notes or "", actor=actor.as_dict(), timestamp=now)
 
@@ -469,7 +481,7 @@ class StudentCase(Aggregate):
         """Spring dynamic adjustment (动态调整), only inside the profile's window."""
         self._require("readjust")
         opens, closes = window
-        if not opens <= now.date() <= closes:
+        if not opens <= local_date(now) <= closes:
             raise OutsideReadjustmentWindow(f"spring readjustment runs from {opens} to {closes}",
                                             opens_on=str(opens), closes_on=str(closes))
         if level is not None and level not in levels:
@@ -485,17 +497,11 @@ class StudentCase(Aggregate):
             self.status = Status.NOT_IDENTIFIED
         self.readjustments.append({"from": previous.value if previous else None,
                                    "to": level.value if level else "not_identified", "reason": reason,
-                                   "on": timestamp.date()})
+                                   "on": local_date(timestamp)})
 
     def grant_aid(self, *, programme: str, amount: Any, programmes: Sequence[str], target: Decimal | None,
                   override_reason: str | None, profile_version: str, actor: Actor, now: datetime) -> None:
-        if programme == EMERGENCY_PROGRAMME:
-            # Emergency aid does not wait for the annual cycle, but never goes to a closed case.
-            if self.status in {S.WITHDRAWN, S.REVOKED}:
-                raise InvalidTransition(f"cannot grant aid to a case that is {self.status.value}",
-                                        case_status=self.status.value, command="grant_aid")
-        else:
-            self._require("grant_aid")
+        self._require("grant_emergency_aid" if programme == EMERGENCY_PROGRAMME else "grant_aid")
         if programme not in programmes:
             raise ValidationFailed(f"programme must be one of {sorted(programmes)}", field="programme")
         value = _money(amount, "amount")
@@ -515,13 +521,11 @@ class StudentCase(Aggregate):
     def _aid_granted(self, programme: str, amount: Decimal, override_reason: str, profile_version: str,
                      actor: dict[str, str], timestamp: datetime) -> None:
         self.grants.append({"programme": programme, "amount": amount, "override_reason": override_reason,
-                            "granted_on": timestamp.date()})
+                            "granted_on": local_date(timestamp)})
         self.granted += amount
 
     def disburse(self, *, amount: Any, actor: Actor, now: datetime) -> None:
-        if self.status in {S.WITHDRAWN, S.REVOKED}:
-            raise InvalidTransition(f"cannot disburse to a case that is {self.status.value}",
-                                    case_status=self.status.value, command="disburse")
+        self._require("disburse")
         value = _money(amount, "amount")
         if value > self.granted - self.disbursed:
             raise RuleViolated(f"only {self.granted - self.disbursed} granted and not yet disbursed",
@@ -547,7 +551,7 @@ class StudentCase(Aggregate):
                  timestamp: datetime) -> None:
         self.status = Status.REVOKED
         self.revocation = {"reason": reason, "dishonest": dishonest, "disbursed_at_revocation": disbursed,
-                           "revoked_on": timestamp.date()}
+                           "revoked_on": local_date(timestamp)}
 
     def order_recovery(self, *, amount: Any, actor: Actor, now: datetime) -> None:
         self._require("order_recovery")
@@ -578,6 +582,8 @@ class StudentCase(Aggregate):
         self._require("record_integrity_violation")
         if person not in {"student", "guardian"}:
             raise ValidationFailed("person must be student or guardian", field="person")
+        # The record follows the person across years and is queried by number: a mistyped one would be lost.
+        id_number = validate_resident_id(id_number, "id_number")
         self._integrity_violation_recorded(person=person, id_number=id_number,
                                            description=_reason(description, "description"),
                                            actor=actor.as_dict(), timestamp=now)
@@ -586,7 +592,7 @@ class StudentCase(Aggregate):
     def _integrity_violation_recorded(self, person: str, id_number: str, description: str,
                                       actor: dict[str, str], timestamp: datetime) -> None:
         self.integrity_records.append({"person": person, "id_number": id_number, "description": description,
-                                       "recorded_on": timestamp.date()})
+                                       "recorded_on": local_date(timestamp)})
 
 
 def case_uuid(value: str) -> UUID:
