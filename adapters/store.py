@@ -51,7 +51,9 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
     if settings.is_sqlite:
         path = settings.sqlite_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=str(path), SQLITE_LOCK_TIMEOUT="30")
+        env.update(PERSISTENCE_MODULE="eventsourcing.sqlite", SQLITE_DBNAME=str(path), SQLITE_LOCK_TIMEOUT="30",
+                   # Each event is hash-chained in its own transaction (adapters/integrity.py).
+                   APPLICATION_RECORDER_TOPIC="adapters.integrity:ChainedSQLiteRecorder")
     else:
         url = make_url(settings.database_url)
         env.update(
@@ -67,6 +69,7 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
             POSTGRES_PRE_PING="y",
             # Tracking records vanish with DB functions on (measured here): keep them off.
             POSTGRES_ENABLE_DB_FUNCTIONS="n",
+            APPLICATION_RECORDER_TOPIC="adapters.integrity:ChainedPostgresRecorder",
         )
         schema = url.query.get("options")
         if isinstance(schema, str) and schema.startswith("-csearch_path="):
