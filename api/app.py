@@ -20,6 +20,7 @@ from sqlalchemy import text
 from adapters.cases import CaseService
 from adapters.clock import Clock, parse_instant
 from adapters.db import create_db_engine, create_tables
+from adapters.idempotency import RequestLog
 from adapters.logs import configure_logging, get_logger
 from adapters.policies import Profiles
 from adapters.schools import SchoolRegistry
@@ -27,7 +28,8 @@ from adapters.settings import Settings
 from adapters.store import CaseStore
 from api.deps import Services
 from api.errors import install_error_handlers
-from api.routes import cases
+from api.idempotency import IdempotencyMiddleware
+from api.routes import cases, queries
 from projections import all_views
 from projections.runner import Projections, RunnerThread
 
@@ -55,7 +57,7 @@ def build_services(settings: Settings) -> Services:
     projections = Projections(store, engine, all_views(), batch_size=settings.projection_batch_size)
     projections.ensure()
     return Services(settings=settings, store=store, engine=engine, clock=clock, profiles=profiles,
-                    schools=schools, cases=CaseService(store, clock, profiles, schools), projections=projections)
+                    schools=schools, cases=CaseService(store, clock, profiles, schools, RequestLog(store, engine)), projections=projections)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                   description="Event-sourced case management for identifying and supporting students from "
                               "economically disadvantaged families. See API.md for the contract.")
     install_error_handlers(app)
+    app.add_middleware(IdempotencyMiddleware)
 
     @app.middleware("http")
     async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -113,6 +116,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                              "views": built.projections.positions()})
 
     app.include_router(cases.router)
+    app.include_router(queries.router)
     return app
 
 

@@ -24,7 +24,7 @@ STATUS_AFTER = {
 
 class CaseIndex(View):
     name: ClassVar[str] = "case_index"
-    schema_version: ClassVar[int] = 1
+    schema_version: ClassVar[int] = 2
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
         table = Table(
@@ -48,10 +48,16 @@ class CaseIndex(View):
             Column("version", Integer, nullable=False),
             Column("position", BigInteger, nullable=False),
         )
+        # Each index serves one query of projections.queries in its sort order (keyset pages scan a range):
+        # a school's queue at a step, the same within one class (evaluators), search by name within a
+        # school, and region statistics (covering, so counting never visits the table).
         Index(f"ix_case_index{suffix}_queue", table.c.school_id, table.c.status, table.c.status_since,
               table.c.case_id)
-        Index(f"ix_case_index{suffix}_class", table.c.school_id, table.c.class_id, table.c.status)
-        Index(f"ix_case_index{suffix}_region", table.c.school_region, table.c.status, table.c.level)
+        Index(f"ix_case_index{suffix}_class_queue", table.c.school_id, table.c.class_id, table.c.status,
+              table.c.status_since, table.c.case_id)
+        Index(f"ix_case_index{suffix}_name", table.c.school_id, table.c.student_name, table.c.case_id)
+        Index(f"ix_case_index{suffix}_region", table.c.school_region, table.c.academic_year, table.c.school_id,
+              table.c.level, table.c.status)
         return {"cases": table}
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:

@@ -13,6 +13,7 @@ tables are never migrated by hand).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from adapters.db import metadata
 from adapters.logs import get_logger
@@ -73,8 +75,14 @@ class Envelope:
 
     @property
     def occurred_at(self) -> datetime:
+        """In UTC: SQLite keeps no offset, so every view stores and compares UTC wall times."""
         moment: datetime = self.event.timestamp
-        return moment
+        return moment.astimezone(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A time read back from a view: SQLite returns it without offset (it was stored in UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class View:
@@ -141,6 +149,19 @@ class Projections:
 
     def ensure(self) -> None:
         """At start-up: every view has an active generation of its current schema (else one is built)."""
+        for attempt in range(3):
+            try:
+                self._ensure()
+                break
+            except (IntegrityError, ProgrammingError):
+                # Two processes starting on a fresh store race to create the same generation; the loser
+                # finds the winner's rows on the next attempt.
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
+        self._drop_retired()
+
+    def _ensure(self) -> None:
         with self.engine.begin() as conn:
             rows = conn.execute(select(projection_state)).all()
             for name, view in self.views.items():
@@ -159,7 +180,6 @@ class Projections:
                     for row in current:  # tables may be missing if a process died between steps
                         for table in self.tables_of(name, row.generation).values():
                             table.create(conn, checkfirst=True)
-        self._drop_retired()
 
     def active_generation(self, view: str, max_age: float = 1.0) -> int:
         cached = self._active_cache.get(view)
@@ -325,19 +345,42 @@ class Projections:
                 return progress
 
     def wait_for(self, view: str, position: int, timeout: float = 5.0) -> bool:
-        """Read-your-writes: waits until the view's active generation has reached `position`."""
+        """Read-your-writes: waits (at most `timeout` seconds) until the view's active generation has reached
+        `position`. It helps by stepping the active generation itself, never a rebuild in progress, so a
+        request does not end up doing a rebuild's work."""
         deadline = time.monotonic() + timeout
-        generation = self.active_generation(view, max_age=0)
         while True:
-            with self.engine.connect() as conn:
-                reached = conn.execute(select(projection_state.c.position).where(
-                    projection_state.c.view == view, projection_state.c.generation == generation)).scalar_one()
-            if self._caught_up(view, int(reached), position):
+            generation = self.active_generation(view, max_age=0)  # a switch-over may happen meanwhile
+            if self._caught_up(view, self.position(view, generation), position):
                 return True
             if time.monotonic() >= deadline:
                 return False
-            self.catch_up(view)
-            time.sleep(0.01)
+            if self.step(view, generation) == 0:
+                time.sleep(0.01)
+
+    def position(self, view: str, generation: int | None = None) -> int:
+        """The log position a generation (by default the active one) has applied up to."""
+        if generation is None:
+            generation = self.active_generation(view, max_age=0)
+        with self.engine.connect() as conn:
+            reached = conn.execute(select(projection_state.c.position).where(
+                projection_state.c.view == view, projection_state.c.generation == generation)).scalar()
+        return int(reached or 0)
+
+    def checksum(self, view: str, generation: int | None = None) -> str:
+        """A digest over every row of a generation's tables in primary-key order: two builds of a view from
+        the same log agree row for row exactly when their checksums agree."""
+        if generation is None:
+            generation = self.active_generation(view, max_age=0)
+        digest = hashlib.sha256()
+        with self.engine.connect() as conn:
+            for base, table in sorted(self.tables_of(view, generation).items()):
+                digest.update(f"#{base}".encode())
+                order = list(table.primary_key.columns) or list(table.columns)
+                for row in conn.execute(select(table).order_by(*order)):
+                    values = [as_utc(v).isoformat() if isinstance(v, datetime) else repr(v) for v in row]
+                    digest.update(("|".join(values) + "\n").encode())
+        return digest.hexdigest()
 
 
 class RunnerThread:
