@@ -17,6 +17,8 @@ from sqlalchemy.engine import make_url
 
 from adapters.settings import Settings
 from domain.case import StudentCase
+from domain.followup import FollowUpSample  # noqa: F401  (registers its event topics for decoding)
+from domain.spotcheck import SpotCheck  # noqa: F401  (registers its event topics for decoding)
 from domain.values import Level, Status
 
 

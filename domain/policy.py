@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -96,6 +97,10 @@ class PolicyProfile:
     regional_standards: Mapping[str, RegionalStandard]
     scoring: ScoringModel
     consumption: Mapping[str, Decimal] = field(default_factory=dict)
+    # When each semester ends ("1" autumn, "2" spring → "MM-DD"): the follow-up checks' deadline.
+    semester_ends: Mapping[str, str] = field(default_factory=dict)
+    # The bureau spot-check formula's parameters (domain.sampling.bounded_size); empty: none configured.
+    spot_check: Mapping[str, Decimal] = field(default_factory=dict)
 
     @property
     def tag(self) -> str:
@@ -335,7 +340,44 @@ def parse_profile(data: Mapping[str, Any]) -> PolicyProfile:
         scoring=_parse_scoring(_req(data, "scoring", ""), levels),
         consumption={k: _dec(v, f"consumption.{k}")
                      for k, v in _map(data.get("consumption", {}), "consumption").items()},
+        semester_ends=_semester_ends(data.get("follow_up", {})),
+        spot_check=_spot_check(data.get("spot_check", {})),
     )
+
+
+SPOT_CHECK_KEYS = ("school_rate", "min_schools", "max_schools", "case_rate", "min_cases", "max_cases", "due_days")
+
+
+def _semester_ends(raw: Any) -> dict[str, str]:
+    ends = {}
+    for key, value in _map(_map(raw, "follow_up").get("semester_ends", {}), "follow_up.semester_ends").items():
+        path = f"follow_up.semester_ends.{key}"
+        if key not in {"1", "2"}:
+            raise ProfileError(path, "semesters are '1' (autumn) and '2' (spring)")
+        try:
+            month, day = (int(p) for p in str(value).split("-"))
+            date(2024, month, day)  # a leap year, so any real month-day passes
+        except ValueError:
+            raise ProfileError(path, f"must be a MM-DD date, got {value!r}") from None
+        ends[key] = f"{month:02d}-{day:02d}"
+    return ends
+
+
+def _spot_check(raw: Any) -> dict[str, Decimal]:
+    data = _map(raw, "spot_check")
+    if not data:
+        return {}
+    params = {key: _dec(_req(data, key, "spot_check"), f"spot_check.{key}") for key in SPOT_CHECK_KEYS}
+    for key in ("school_rate", "case_rate"):
+        if not Decimal(0) <= params[key] <= Decimal(1):
+            raise ProfileError(f"spot_check.{key}", "must be a share between 0 and 1")
+    for key in ("min_schools", "max_schools", "min_cases", "max_cases", "due_days"):
+        if params[key] != params[key].to_integral_value() or params[key] < 0:
+            raise ProfileError(f"spot_check.{key}", "must be a whole number, not negative")
+    for low, high in (("min_schools", "max_schools"), ("min_cases", "max_cases")):
+        if params[high] < params[low] or params[high] < 1:
+            raise ProfileError(f"spot_check.{high}", f"must be at least 1 and at least {low}")
+    return params
 
 
 # ---------------------------------------------------------------------------------------------- scoring
