@@ -32,6 +32,7 @@ STAGES = tuple(s.value for s in Status)
 LEVELS = tuple(lv.value for lv in Level)
 ACADEMIC_YEAR = re.compile(r"^\d{4}-\d{4}$")
 REGION_CODE = re.compile(r"^\d{6}$")
+NATIONAL = "100000"  # GB/T 2260's code for the country as a whole
 FIRST_YEAR = 2000  # applicants find their cases by derived id: one per academic year since this one
 
 
@@ -89,7 +90,9 @@ class Statistics:
 
 
 def region_prefix(code: str) -> str:
-    """450000 is the province (45), 450100 a city (4501), 450103 a county (450103)."""
+    """450000 is the province (45), 450100 a city (4501), 450103 a county (450103); 100000 the whole country."""
+    if code == NATIONAL:
+        return ""
     while code.endswith("00") and len(code) > 2:
         code = code[:-2]
     return code

@@ -398,7 +398,8 @@ class RunnerThread:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # never started when `zizhu serve` leaves the views to `zizhu project`
+            self._thread.join(timeout)
 
     def run_forever(self) -> None:
         self._run()
