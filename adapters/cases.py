@@ -15,6 +15,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
+from adapters import idempotency
 from adapters.auth import Principal, require_command, require_read
 from adapters.clock import Clock
 from adapters.policies import Profiles
@@ -26,7 +27,8 @@ from domain.form import normalise_form
 from domain.policy import PolicyProfile, assess, facts_from_application
 from domain.values import Category, Role, VerificationMethod, case_id_for, parse_enum, parse_level_or_none
 
-INTERNAL_FIELDS = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic", "actor"})
+INTERNAL_FIELDS = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic", "actor",
+                             idempotency.KEY_ATTRIBUTE, idempotency.FINGERPRINT_ATTRIBUTE})
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,14 @@ class EventView:
 
 
 class CaseService:
-    def __init__(self, store: CaseStore, clock: Clock, profiles: Profiles, schools: SchoolRegistry) -> None:
+    def __init__(self, store: CaseStore, clock: Clock, profiles: Profiles, schools: SchoolRegistry,
+                 requests: idempotency.RequestLog | None = None) -> None:
         self.store = store
         self.clock = clock
         self.profiles = profiles
         self.schools = schools
+        # Idempotency-Key support (adapters/idempotency.py); None: every command is executed as sent.
+        self.requests = requests
 
     # ------------------------------------------------------------------------------------------ plumbing
 
@@ -80,11 +85,42 @@ class CaseService:
         of every capability goes through here, so scope and concurrency rules hold everywhere."""
         case = self._load(case_id)
         require_command(principal, case, command)
+        earlier = self._earlier(case_id, upto=case.version)
+        if earlier is not None:
+            return earlier  # a retry of a command already applied: its first result, nothing written
         if expected_version is not None and expected_version != case.version:
             raise VersionMismatch(f"the case is at version {case.version}, not {expected_version}",
                                   current_version=case.version)
+        loaded = case.version
         decide(case, self.clock.now())
-        return Outcome(case, self._save(case))
+        return self._commit(case, loaded)
+
+    def _earlier(self, case_id: UUID, *, after: int | None = None, upto: int | None = None) -> Outcome | None:
+        request = idempotency.current()
+        if request is None or self.requests is None:
+            return None
+        earlier = self.requests.earlier(request, case_id, after=after, upto=upto)
+        if earlier is None:
+            return None
+        return Outcome(self._load(earlier.case_id, version=earlier.version), earlier.position)
+
+    def _commit(self, case: StudentCase, loaded_version: int) -> Outcome:
+        """Saves the command's events, carrying the request's Idempotency-Key (if any) in the last one."""
+        request = idempotency.current()
+        if request is None or self.requests is None:
+            return Outcome(case, self._save(case))
+        self.requests.stamp(case, request)
+        try:
+            position = self._save(case)
+        except Conflict:
+            # A concurrent duplicate of this very request may be what won: then its result is ours.
+            earlier = self._earlier(case.id, after=loaded_version)
+            if earlier is None:
+                raise
+            return earlier
+        if position is not None:
+            self.requests.remember(request, case.id, case.version, position)
+        return Outcome(case, position)
 
     # ------------------------------------------------------------------------------------------ queries
 
@@ -140,11 +176,14 @@ class CaseService:
             raise ValidationFailed(f"unknown school {student['school_id']}", field="student.school_id")
         profile = self.profiles.for_region(school.region_code)
         case_id = case_id_for(student["id_number"], normalised["academic_year"])
+        earlier = self._earlier(case_id)
+        if earlier is not None:
+            return earlier
         if self.store.repository.__contains__(case_id):
             raise Conflict("this student has already applied for this academic year", case_id=str(case_id))
         case = StudentCase.apply(form=normalised, school_region=school.region_code, profile_version=profile.tag,
                                  actor=principal.actor, now=self.clock.now())
-        return Outcome(case, self._save(case))
+        return self._commit(case, 0)
 
     def amend(self, principal: Principal, case_id: UUID, form: Mapping[str, Any],
               expected_version: int | None = None) -> Outcome:

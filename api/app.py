@@ -56,8 +56,9 @@ def build_services(settings: Settings) -> Services:
     clock = Clock(start=start, not_before=newest_event_time(store))
     projections = Projections(store, engine, all_views(), batch_size=settings.projection_batch_size)
     projections.ensure()
+    cases = CaseService(store, clock, profiles, schools, RequestLog(store, engine))
     return Services(settings=settings, store=store, engine=engine, clock=clock, profiles=profiles,
-                    schools=schools, cases=CaseService(store, clock, profiles, schools, RequestLog(store, engine)), projections=projections)
+                    schools=schools, cases=cases, projections=projections)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:

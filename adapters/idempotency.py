@@ -1,0 +1,189 @@
+"""Exactly-once case commands under client retries: the `Idempotency-Key` request header.
+
+A client whose response was lost (timeout, dropped connection, crashed proxy) sends the same command again with the
+same `Idempotency-Key`; it gets the first result back and the case gets no second event.
+
+How it is exactly-once without a second transaction
+---------------------------------------------------
+The key travels *inside the event*. The HTTP layer (api/idempotency.py) derives a `RequestKey` from the header and
+the caller: `key` is a hash of the principal's `sub` and the header (two callers never share a key space; the raw
+header is never stored) and `fingerprint` a hash of the method, path and body. It binds the key for the request in a
+context variable, so no use case signature changes. `CaseService` then, for every command:
+
+1. loads the case at version *v* and looks for the key among the case's events up to *v* (and first in the
+   `idempotency_keys` table, the fast path). Found → the command was applied before: the answer is the case as it
+   stood right after that event, with the same status code, and nothing is written.
+2. otherwise decides, and stamps the key and fingerprint on the last new event as two extra attributes
+   (`request_key`, `request_fingerprint`) before `save()`. They are stored with the event in the same insert,
+   so the key is recorded if and only if the event is. The domain is untouched: eventsourcing hands an event's
+   `@event` method only the attributes its signature names, so replaying ignores them.
+3. saves at *v*+1. A concurrent duplicate decided on the same *v* loses the optimistic-concurrency race
+   (IntegrityError); the loser looks for the key among the events after *v*, finds the winner's, and answers
+   with the winner's result instead of 409.
+
+Because the check (events ≤ *v*) and the write (at *v*+1) are about the same version, no interleaving yields two
+events for one key. After a successful save a row is written to `idempotency_keys` (key → case, version, log
+position). That row is an index, not the record: if the process dies between the save and the row, the retry still
+finds the key in the case's events (and writes the row then). The row also catches a key reused for a *different*
+case (only the events of the case named by the request are searched), and gives the replay its exact log position
+for `X-Min-Position`; without the row the replay answers the current log head, which is at or after the event and
+so still correct for read-your-writes.
+
+The same key with a different request (another body, command or case) → 422 `idempotency_key_reused`. A refused
+command records nothing, so its retry is judged afresh (it may succeed now). Keys are kept as long as the events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table, insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from adapters.db import metadata
+from adapters.logs import get_logger
+from adapters.store import CaseStore
+from domain.case import StudentCase
+from domain.errors import ValidationFailed
+
+KEY_ATTRIBUTE = "request_key"
+FINGERPRINT_ATTRIBUTE = "request_fingerprint"
+MAX_KEY_LENGTH = 255
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("case_id", String(36), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("position", BigInteger),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    """The key was used before for a different request; the client must pick a new key for a new request."""
+
+    code = "idempotency_key_reused"
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.hexdigest()
+
+
+def _canonical_body(body: bytes) -> bytes:
+    """Equal JSON with other spacing or key order is the same request; anything else is compared as bytes."""
+    try:
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    except ValueError:
+        return body
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    key: str  # hash of (sub, Idempotency-Key)
+    fingerprint: str  # hash of (method, path, query, body)
+
+    @classmethod
+    def derive(cls, *, sub: str, header: str, method: str, path: str, query: bytes, body: bytes) -> RequestKey:
+        return cls(key=_digest(b"zizhu-idempotency", sub.encode(), header.encode()),
+                   fingerprint=_digest(method.upper().encode(), path.encode(), query, _canonical_body(body)))
+
+
+def valid_header(value: str) -> bool:
+    return 0 < len(value) <= MAX_KEY_LENGTH and value.isascii() and value.isprintable()
+
+
+_current: ContextVar[RequestKey | None] = ContextVar("zizhu_request_key", default=None)
+
+
+def current() -> RequestKey | None:
+    """The key bound for the request being served, if the client sent one."""
+    return _current.get()
+
+
+@contextmanager
+def bound(request: RequestKey) -> Iterator[None]:
+    token = _current.set(request)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """Where an earlier application of the same request left the case."""
+
+    case_id: UUID
+    version: int
+    position: int | None
+
+
+class RequestLog:
+    """Finds, stamps and indexes request keys; used by CaseService around load and save."""
+
+    def __init__(self, store: CaseStore, engine: Engine) -> None:
+        self.store = store
+        self.engine = engine
+
+    def earlier(self, request: RequestKey, case_id: UUID, *, after: int | None = None,
+                upto: int | None = None) -> Earlier | None:
+        """The earlier result of `request`, searching the index and then the case's events in (after, upto]."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == request.key)).first()
+        if row is not None:
+            self._same_request(request, row.fingerprint)
+            return Earlier(UUID(row.case_id), int(row.version), row.position)
+        found: int | None = None
+        for domain_event in self.store.events.get(case_id, gt=after, lte=upto):
+            if getattr(domain_event, KEY_ATTRIBUTE, None) == request.key:
+                self._same_request(request, getattr(domain_event, FINGERPRINT_ATTRIBUTE, ""))
+                found = int(domain_event.originator_version)
+        if found is None:
+            return None
+        # The process died between saving the event and indexing it: index it now.
+        position = int(self.store.recorder.max_notification_id() or 0)
+        self.remember(request, case_id, found, position)
+        return Earlier(case_id, found, position)
+
+    @staticmethod
+    def _same_request(request: RequestKey, fingerprint: str) -> None:
+        if fingerprint != request.fingerprint:
+            raise IdempotencyKeyReused("this Idempotency-Key was used for a different request; use a new key",
+                                       field="Idempotency-Key")
+
+    @staticmethod
+    def stamp(case: StudentCase, request: RequestKey) -> None:
+        """Carries the key on the command's last new event, so it is stored in the same insert."""
+        pending: list[Any] = case.pending_events
+        if pending:
+            # Events are frozen dataclasses; these two attributes are outside every @event signature on purpose.
+            object.__setattr__(pending[-1], KEY_ATTRIBUTE, request.key)
+            object.__setattr__(pending[-1], FINGERPRINT_ATTRIBUTE, request.fingerprint)
+
+    def remember(self, request: RequestKey, case_id: UUID, version: int, position: int | None) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(idempotency_keys).values(
+                    key=request.key, fingerprint=request.fingerprint, case_id=str(case_id), version=version,
+                    position=position, created_at=datetime.now(UTC)))
+        except IntegrityError:
+            pass  # a concurrent duplicate indexed the same result first
+        except SQLAlchemyError as exc:
+            # The event (and the key in it) is saved: the command succeeded, and a retry finds the key there.
+            get_logger("zizhu.idempotency").warning("idempotency_index_failed", error_type=type(exc).__name__)

@@ -1,0 +1,1 @@
+"""Reliability under retries, concurrency, crashes and database faults, on SQLite and PostgreSQL."""
