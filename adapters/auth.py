@@ -84,7 +84,7 @@ COMMAND_ROLES: dict[str, frozenset[Role]] = {
     "object": frozenset({Role.APPLICANT, Role.EVALUATOR, Role.SCHOOL}),
     "resolve_objection": frozenset({Role.SCHOOL}),
     "confirm": frozenset({Role.SYSTEM, Role.SCHOOL}),
-    "archive": frozenset({Role.SCHOOL, Role.SYSTEM}),
+    "archive": frozenset({Role.SCHOOL, Role.BUREAU, Role.SYSTEM}),
     "follow_up": frozenset({Role.SCHOOL}),
     "select_follow_up": frozenset({Role.SCHOOL, Role.SYSTEM}),
     "home_visit": frozenset({Role.SCHOOL}),

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     projection_batch_size: int = 1000
     # `zizhu serve` keeps the views itself unless a separate `zizhu project` process does it.
     run_projections: bool = True
+    # The notice-deadline job inside `zizhu serve`: seconds between runs, and whether this process runs it.
+    deadline_interval: float = 30.0
+    run_deadlines: bool = True
 
     @field_validator("database_url")
     @classmethod

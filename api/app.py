@@ -17,19 +17,23 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from adapters.calendar import WorkingCalendar
 from adapters.cases import CaseService
 from adapters.clock import Clock, parse_instant
 from adapters.db import create_db_engine, create_tables
+from adapters.exports import ExportService
 from adapters.idempotency import RequestLog
 from adapters.logs import configure_logging, get_logger
 from adapters.policies import Profiles
+from adapters.publicity import PublicityService
+from adapters.scheduler import DeadlineJob, DeadlineScheduler
 from adapters.schools import SchoolRegistry
 from adapters.settings import Settings
 from adapters.store import CaseStore
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.idempotency import IdempotencyMiddleware
-from api.routes import cases, queries
+from api.routes import cases, publicity, queries
 from projections import all_views
 from projections.runner import Projections, RunnerThread
 
@@ -57,8 +61,11 @@ def build_services(settings: Settings) -> Services:
     projections = Projections(store, engine, all_views(), batch_size=settings.projection_batch_size)
     projections.ensure()
     cases = CaseService(store, clock, profiles, schools, RequestLog(store, engine))
+    calendar = WorkingCalendar(engine)
     return Services(settings=settings, store=store, engine=engine, clock=clock, profiles=profiles,
-                    schools=schools, cases=cases, projections=projections)
+                    schools=schools, cases=cases, projections=projections, calendar=calendar,
+                    publicity=PublicityService(cases, calendar, projections, settings.secret),
+                    deadlines=DeadlineJob(cases, projections), exports=ExportService(cases, projections))
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -73,11 +80,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         runner = RunnerThread(built.projections, settings.projection_poll_interval)
         if settings.run_projections:
             runner.start()
+        # Deadlines are derived from the notices view each run, so starting (or restarting) here concludes
+        # every window that ended while the service was down.
+        deadlines = DeadlineScheduler(built.deadlines, settings.deadline_interval) if built.deadlines else None
+        if deadlines is not None and settings.run_deadlines:
+            deadlines.start()
         log.info("service_started", store="sqlite" if settings.is_sqlite else "postgresql",
                  env=settings.env, clock_start=built.clock.now().isoformat())
         try:
             yield
         finally:
+            if deadlines is not None:
+                deadlines.stop()
             runner.stop()
             if services is None:
                 built.store.close()
@@ -118,6 +132,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app.include_router(cases.router)
     app.include_router(queries.router)
+    app.include_router(publicity.router)
     return app
 
 

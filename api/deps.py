@@ -10,9 +10,13 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
 
 from adapters.auth import InvalidToken, Principal, verify_token
+from adapters.calendar import WorkingCalendar
 from adapters.cases import CaseService
 from adapters.clock import Clock
+from adapters.exports import ExportService
 from adapters.policies import Profiles
+from adapters.publicity import PublicityService
+from adapters.scheduler import DeadlineJob
 from adapters.schools import SchoolRegistry
 from adapters.settings import Settings
 from adapters.store import CaseStore
@@ -35,6 +39,11 @@ class Services:
     projections: Projections
     # Registry data matching for verify {"method": "data_match"} (set when registries are wired).
     matcher: Callable[[StudentCase], list[dict[str, str]]] | None = None
+    # Public notice, its deadlines and the archive export (built in build_services).
+    calendar: WorkingCalendar | None = None
+    publicity: PublicityService | None = None
+    deadlines: DeadlineJob | None = None
+    exports: ExportService | None = None
 
 
 def get_services(request: Request) -> Services:

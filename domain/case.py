@@ -364,8 +364,9 @@ class StudentCase(Aggregate):
         if not self.publicity["starts_on"] <= today <= self.publicity["ends_on"]:
             raise NoticeWindowClosed(
                 f"objections are taken from {self.publicity['starts_on']} to {self.publicity['ends_on']}")
+        # The event's actor carries the keyed hash, not the sub: the applicant reads this case's history.
         self._objected(objection_id=objection_id, grounds=_reason(grounds, "grounds"), objector=objector,
-                       actor=actor.as_dict(), timestamp=now)
+                       actor={"sub": objector, "role": actor.role.value}, timestamp=now)
 
     @event("Objected", topic="case.objected")
     def _objected(self, objection_id: str, grounds: str, objector: str, actor: dict[str, str],
