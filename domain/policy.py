@@ -255,9 +255,12 @@ def _parse_scoring(raw: Any, levels: tuple[Level, ...]) -> ScoringModel:
                                             for j, c in enumerate(conditions))))
     cutoffs = {_level(lvl, f"scoring.cutoffs.{lvl}"): _dec(v, f"scoring.cutoffs.{lvl}")
                for lvl, v in _map(_req(data, "cutoffs", "scoring"), "scoring.cutoffs").items()}
-    for lvl in list(direct.values()) + [r.level for r in rules] + list(cutoffs):
+    used = ([(f"scoring.direct_identification.{cat.value}", lvl) for cat, lvl in direct.items()]
+            + [(f"scoring.rules[{i}].level", rule.level) for i, rule in enumerate(rules)]
+            + [(f"scoring.cutoffs.{lvl.value}", lvl) for lvl in cutoffs])
+    for path, lvl in used:
         if lvl not in levels:
-            raise ProfileError("scoring", f"level {lvl.value!r} is not among the profile's levels")
+            raise ProfileError(path, f"level {lvl.value!r} is not among the profile's levels")
     # Cut-offs must not overlap: a more difficult level needs a strictly higher score.
     ordered = sorted(cutoffs.items(), key=lambda kv: kv[0].rank)
     for (harder, hi), (easier, lo) in itertools.pairwise(ordered):
