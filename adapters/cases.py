@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -48,7 +48,17 @@ class EventView:
     data: Mapping[str, Any]
 
 
+class VersionIndex(Protocol):
+    """A (case, version, time) index (projections.case_versions.AsOfIndex). Raises LookupError when it has not
+    yet seen `current_version` of the case."""
+
+    def version_as_of(self, case_id: UUID, as_of: datetime, current_version: int) -> int | None: ...
+
+
 class CaseService:
+    # As-of reads use this index when it has caught up with the case; None: they replay the case's events.
+    as_of_index: VersionIndex | None = None
+
     def __init__(self, store: CaseStore, clock: Clock, profiles: Profiles, schools: SchoolRegistry,
                  requests: idempotency.RequestLog | None = None) -> None:
         self.store = store
@@ -129,7 +139,7 @@ class CaseService:
         current = self._load(case_id)
         require_read(principal, current)
         if as_of is not None:
-            version = self.version_as_of(case_id, as_of)
+            version = self.version_as_of(case_id, as_of, current_version=current.version)
             if version is None:
                 raise CaseNotFound("the case did not exist yet at that time")
         if version is None or version >= current.version:
@@ -138,7 +148,12 @@ class CaseService:
             raise ValidationFailed("version starts at 1", field="version")
         return self._load(case_id, version=version)
 
-    def version_as_of(self, case_id: UUID, as_of: datetime) -> int | None:
+    def version_as_of(self, case_id: UUID, as_of: datetime, current_version: int | None = None) -> int | None:
+        if self.as_of_index is not None and current_version is not None:
+            try:
+                return self.as_of_index.version_as_of(case_id, as_of, current_version)
+            except LookupError:
+                pass  # the index lags this case: its own events answer, correctness first
         version = None
         for domain_event in self.store.events.get(case_id):
             if domain_event.timestamp > as_of:  # type: ignore[attr-defined]

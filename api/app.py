@@ -35,6 +35,7 @@ from api.errors import install_error_handlers
 from api.idempotency import IdempotencyMiddleware
 from api.routes import cases, publicity, queries
 from projections import all_views
+from projections.case_versions import AsOfIndex
 from projections.runner import Projections, RunnerThread
 
 
@@ -61,6 +62,7 @@ def build_services(settings: Settings) -> Services:
     projections = Projections(store, engine, all_views(), batch_size=settings.projection_batch_size)
     projections.ensure()
     cases = CaseService(store, clock, profiles, schools, RequestLog(store, engine))
+    cases.as_of_index = AsOfIndex(projections)
     calendar = WorkingCalendar(engine)
     return Services(settings=settings, store=store, engine=engine, clock=clock, profiles=profiles,
                     schools=schools, cases=cases, projections=projections, calendar=calendar,
