@@ -34,6 +34,7 @@ from domain.case import StudentCase, local_date
 from domain.errors import CaseNotFound, Conflict, Forbidden, RuleViolated, ValidationFailed
 from domain.policy import PolicyProfile
 from domain.values import Role, Status, case_id_for, parse_level_or_none
+from projections.notices import board_entries
 from projections.runner import Projections
 
 MAX_CASES_PER_NOTICE = 1000
@@ -66,22 +67,11 @@ class PreparedWindow:
 
 
 @dataclass(frozen=True)
-class BoardEntry:
-    """One line of the notice board: exactly what may be shown inside the school, nothing more."""
-
-    name: str
-    grade_class: str
-    level: str
-    starts_on: date
-    ends_on: date
-
-
-@dataclass(frozen=True)
 class Board:
     school_id: str
     school_name: str
     on: date
-    entries: list[BoardEntry]
+    entries: list[dict[str, Any]]  # projections.notices.BOARD_FIELDS only
 
 
 def objector_hash(secret: str, sub: str) -> str:
@@ -218,14 +208,8 @@ class PublicityService:
         if not self._member(principal, school_id, notices):
             raise CaseNotFound("no such school")
         today = self.cases.clock.today()
-        query = (select(notices.c.student_name, notices.c.class_id, notices.c.level, notices.c.starts_on,
-                        notices.c.ends_on)
-                 .where(notices.c.school_id == school_id, notices.c.status == "in_publicity",
-                        notices.c.starts_on <= today, notices.c.ends_on >= today)
-                 .order_by(notices.c.class_id, notices.c.student_name, notices.c.ends_on))
         with self.projections.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        entries = [BoardEntry(r.student_name, r.class_id, r.level, r.starts_on, r.ends_on) for r in rows]
+            entries = board_entries(conn, notices, school_id, today)
         return Board(school_id, school.name, today, entries)
 
     def _member(self, principal: Principal, school_id: str, notices: Any) -> bool:

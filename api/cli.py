@@ -14,6 +14,10 @@ cli = typer.Typer(help="zizhu: 家庭经济困难学生认定与精准资助 cas
                   pretty_exceptions_enable=False)
 schools_cli = typer.Typer(help="The school registry", no_args_is_help=True)
 cli.add_typer(schools_cli, name="schools")
+calendar_cli = typer.Typer(help="The official working-day calendar", no_args_is_help=True)
+cli.add_typer(calendar_cli, name="calendar")
+deadlines_cli = typer.Typer(help="Public-notice deadlines", no_args_is_help=True)
+cli.add_typer(deadlines_cli, name="deadlines")
 
 
 def _settings() -> Settings:
@@ -141,6 +145,43 @@ def schools_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
         typer.echo(f"  line {line}: {reason}")
     if result.rejected:
         sys.exit(1 if not (result.inserted or result.updated) else 0)
+
+
+@calendar_cli.command("load")
+def calendar_load(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                                      help="JSON or CSV schedule of one year")]) -> None:
+    """Loads (or replaces) one year's official holidays and adjusted workdays (README: Public notice)."""
+    from adapters.calendar import ScheduleFileError, WorkingCalendar, package_years
+    from adapters.db import create_db_engine, create_tables
+
+    engine = create_db_engine(_settings())
+    try:
+        create_tables(engine)
+        schedule = WorkingCalendar(engine).load_file(file)
+    except ScheduleFileError as exc:
+        typer.echo(f"refused: {file.name}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    note = " (takes precedence over the built-in data)" if schedule.year in package_years() else ""
+    typer.echo(f"calendar {schedule.year} loaded{note}: {len(schedule.holidays)} holidays, "
+               f"{len(schedule.workdays)} adjusted workdays; source: {schedule.source}")
+
+
+@deadlines_cli.command("run")
+def deadlines_run() -> None:
+    """Runs the notice-deadline job once now (what `zizhu serve` does every ZIZHU_DEADLINE_INTERVAL seconds)."""
+    from api.app import build_services
+
+    services = build_services(_settings())
+    try:
+        assert services.deadlines is not None
+        run = services.deadlines.run_once()
+    finally:
+        services.store.close()
+        services.engine.dispose()
+    typer.echo(f"{run.today}: confirmed {len(run.confirmed)}, held by open objections "
+               f"{len(run.held_by_objection)}, refused {len(run.refused)}")
 
 
 def main() -> None:

@@ -26,8 +26,9 @@ TOPICS = (
     "case.objected", "case.objection_resolved", "case.confirmed", "case.archived", "case.readjusted",
     "case.revoked",
 )
-# Board fields: exactly what Guangxi Art. 8(5) allows inside the school (the school itself is the board's key).
-BOARD_FIELDS = ("student_name", "class_id", "level")
+# A board entry: exactly what Guangxi Art. 8(5) allows inside the school (name, grade/class, level), and the
+# window it is shown in. No case id either: it is derived from the resident ID number.
+BOARD_FIELDS = ("name", "grade_class", "level", "starts_on", "ends_on")
 
 
 class Notices(View):
@@ -133,3 +134,13 @@ def _level(value: Any) -> str | None:
 
 def _date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def board_entries(conn: Connection, table: Table, school_id: str, today: date) -> list[dict[str, Any]]:
+    """The notice board of one school on `today`: cases whose window is open that day, by class and name."""
+    query = (select(table.c.student_name, table.c.class_id, table.c.level, table.c.starts_on, table.c.ends_on)
+             .where(table.c.school_id == school_id, table.c.status == "in_publicity",
+                    table.c.starts_on <= today, table.c.ends_on >= today)
+             .order_by(table.c.class_id, table.c.student_name, table.c.ends_on))
+    return [dict(zip(BOARD_FIELDS, (r.student_name, r.class_id, r.level, r.starts_on, r.ends_on), strict=True))
+            for r in conn.execute(query)]

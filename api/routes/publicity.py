@@ -4,7 +4,7 @@ resolution, and the national archive export (附表2)."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse, Response
@@ -89,12 +89,8 @@ def notice_board(school_id: str, principal: PrincipalDep, services: ServicesDep,
     if x_min_position is not None:
         services.projections.wait_for("notices", x_min_position)
     board = publicity.board(principal, school_id)
-    entries: list[dict[str, Any]] = [
-        {"name": e.name, "grade_class": e.grade_class, "level": e.level, "starts_on": e.starts_on,
-         "ends_on": e.ends_on} for e in board.entries
-    ]
     return JSONResponse(plain({"school_id": board.school_id, "school": board.school_name, "on": board.on,
-                               "entries": entries}))
+                               "entries": board.entries}))
 
 
 @router.post("/v1/cases/{case_id}/exempt-publicity")
