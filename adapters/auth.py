@@ -64,6 +64,12 @@ def verify_token(secret: str, token: str) -> Principal:
         raise InvalidToken("the system role cannot sign in")
     principal = Principal(sub=str(claims["sub"]), role=role, school=claims.get("school"),
                           class_id=claims.get("class"), region=claims.get("region"), student=claims.get("student"))
+    return check_scope(principal)
+
+
+def check_scope(principal: Principal) -> Principal:
+    """A token of a scoped role must carry its scope claim (shared with external tokens, adapters/jwks.py)."""
+    role = principal.role
     missing = {Role.APPLICANT: principal.student, Role.EVALUATOR: principal.school and principal.class_id,
                Role.SCHOOL: principal.school, Role.BUREAU: principal.region}.get(role, "ok")
     if not missing:

@@ -603,6 +603,30 @@ class LogIntegrity:
             report.damages += check_case(case_id, case_events, case_chain, case_heads)
         return report
 
+    def verify_case(self, case_id: UUID) -> list[Damage]:
+        """The same checks for one case only (for its dossier): reads that case's rows, nothing else."""
+        upto = self.recorder.max_position()
+        seals = self.recorder.seals()
+        max_seal = seals[-1].seal_id if seals else 0
+
+        def ekey(e: EventDigest) -> tuple[UUID, int]:
+            return (e.originator_id, e.version)
+
+        def mine(rows: Iterator[Any]) -> list[Any]:
+            out = []
+            for row in rows:
+                if row.originator_id != case_id:
+                    break
+                out.append(row)
+            return out
+
+        start = (case_id, 0)
+        events = mine(_pages(lambda a, n: self.recorder.event_digests(a or start, upto, n), ekey, self.batch))
+        chain = mine(_pages(lambda a, n: self.recorder.chain_page(a or start, upto, n), ekey, self.batch))
+        heads = mine(_pages(lambda a, n: self.recorder.seal_heads_page(a or (case_id, 0, 0), max_seal, n),
+                            lambda h: (h.originator_id, h.version, h.seal_id), self.batch))
+        return check_case(case_id, events, chain, heads)
+
     def _verify_seals(self, seals: list[Seal], external: Sequence[dict[str, Any]], report: Report) -> None:
         prev = "0" * 64
         for seal in seals:

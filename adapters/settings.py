@@ -28,6 +28,46 @@ class Settings(BaseSettings):
     projection_batch_size: int = 1000
     # `zizhu serve` keeps the views itself unless a separate `zizhu project` process does it.
     run_projections: bool = True
+    # Security and audit (README "Security and audit"): older cipher keys still decrypt, never encrypt.
+    cipher_previous_keys: list[str] = []
+    seal_interval: float = 3600.0  # seconds between automatic seals of the chain heads; 0: only on demand
+    max_body_bytes: int = 1_048_576
+    max_upload_bytes: int = 20 * 1_048_576  # multipart uploads (registry files)
+    rate_limit_writes_per_second: float = 100.0  # per token; 0 turns the limit off
+    rate_limit_burst: int = 1000
+    cors_origins: list[str] = []
+    # An external identity provider (adapters/jwks.py): RS256/ES256 tokens checked against its JWKS.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_file: Path | None = None
+    oidc_jwks_url: str | None = None
+    oidc_algorithms: list[str] = ["RS256", "ES256"]
+    oidc_leeway: int = 30
+    oidc_sub_claim: str = "sub"
+    oidc_role_claim: str = "role"
+    oidc_school_claim: str = "school"
+    oidc_class_claim: str = "class"
+    oidc_region_claim: str = "region"
+    oidc_student_claim: str = "student"
+    oidc_role_map: dict[str, str] = {}
+
+    @field_validator("cipher_key")
+    @classmethod
+    def _cipher_key_is_32_bytes(cls, value: str | None) -> str | None:
+        if value:
+            from adapters.crypto import check_key
+
+            check_key(value, "ZIZHU_CIPHER_KEY")
+        return value or None
+
+    @field_validator("cipher_previous_keys")
+    @classmethod
+    def _previous_keys_are_32_bytes(cls, value: list[str]) -> list[str]:
+        from adapters.crypto import check_key
+
+        for i, key in enumerate(value):
+            check_key(key, f"ZIZHU_CIPHER_PREVIOUS_KEYS[{i}]")
+        return value
     # The notice-deadline job inside `zizhu serve`: seconds between runs, and whether this process runs it.
     deadline_interval: float = 30.0
     run_deadlines: bool = True

@@ -77,7 +77,9 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         if isinstance(schema, str) and schema.startswith("-csearch_path="):
             env["POSTGRES_SCHEMA"] = schema.removeprefix("-csearch_path=")
     if settings.cipher_key:
-        env.update(CIPHER_TOPIC="eventsourcing.cipher:AESCipher", CIPHER_KEY=settings.cipher_key)
+        # AES-256-GCM for events and snapshots alike; earlier keys still decrypt (adapters/crypto.py).
+        env.update(CIPHER_TOPIC="adapters.crypto:KeyRingCipher", CIPHER_KEY=settings.cipher_key,
+                   CIPHER_PREVIOUS_KEYS=",".join(settings.cipher_previous_keys))
     return env
 
 

@@ -32,8 +32,9 @@ from adapters.settings import Settings
 from adapters.store import CaseStore
 from api.deps import Services
 from api.errors import install_error_handlers
+from api.hardening import install_security
 from api.idempotency import IdempotencyMiddleware
-from api.routes import cases, publicity, queries
+from api.routes import audit, cases, publicity, queries
 from projections import all_views
 from projections.case_versions import AsOfIndex
 from projections.runner import Projections, RunnerThread
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                   description="Event-sourced case management for identifying and supporting students from "
                               "economically disadvantaged families. See API.md for the contract.")
     install_error_handlers(app)
+    install_security(app, settings)
     app.add_middleware(IdempotencyMiddleware)
 
     @app.middleware("http")
@@ -133,6 +135,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                              "views": built.projections.positions()})
 
     app.include_router(cases.router)
+    app.include_router(audit.router)
     app.include_router(queries.router)
     app.include_router(publicity.router)
     return app

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from adapters.settings import Settings
+from api import audit_cli
 
 cli = typer.Typer(help="zizhu: 家庭经济困难学生认定与精准资助 case system", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -182,6 +183,9 @@ def deadlines_run() -> None:
         services.engine.dispose()
     typer.echo(f"{run.today}: confirmed {len(run.confirmed)}, held by open objections "
                f"{len(run.held_by_objection)}, refused {len(run.refused)}")
+
+
+audit_cli.register(cli)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
 
-from adapters.auth import InvalidToken, Principal, verify_token
+from adapters.auth import InvalidToken, Principal
 from adapters.calendar import WorkingCalendar
 from adapters.cases import CaseService
 from adapters.clock import Clock
@@ -52,10 +52,20 @@ def get_services(request: Request) -> Services:
 
 
 def get_principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):
+        return known  # already checked by the access gate (api/access.py) for this request
     if not authorization or not authorization.lower().startswith("bearer "):
         raise InvalidToken("no bearer token")
-    services = get_services(request)
-    return verify_token(services.settings.secret, authorization[7:].strip())
+    from adapters.jwks import TokenVerifier
+
+    verifier = getattr(request.app.state, "token_verifier", None)
+    if not isinstance(verifier, TokenVerifier):
+        # Built once per app: it caches the identity provider's keys.
+        verifier = request.app.state.token_verifier = TokenVerifier(get_services(request).settings)
+    principal = verifier.verify(authorization[7:].strip())
+    request.state.principal = principal
+    return principal
 
 
 def get_expected_version(if_match: Annotated[str | None, Header()] = None) -> int | None:

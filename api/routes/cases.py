@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from adapters.cases import Outcome
 from api.deps import ExpectedVersion, PrincipalDep, ServicesDep
+from api.masking import DisclosureDep, current_disclosure
 from api.schemas import (
     ApplicationIn,
     AssessIn,
@@ -34,7 +35,9 @@ def _state_response(case: StudentCase, status_code: int = 200, position: int | N
     if position is not None:
         # Pass this back as X-Min-Position on a query to read this command's effect in the views.
         headers["X-Min-Position"] = str(position)
-    return JSONResponse(case_state(case), status_code=status_code, headers=headers)
+    # Personal fields are masked for roles that do not need them (api/masking.py), for every read and command.
+    body = current_disclosure().apply(case_state(case), case_id=str(case.id))
+    return JSONResponse(body, status_code=status_code, headers=headers)
 
 
 def _outcome_response(outcome: Outcome, status_code: int = 200) -> JSONResponse:
@@ -55,7 +58,7 @@ def apply(body: ApplicationIn, principal: PrincipalDep, services: ServicesDep) -
 
 
 @router.get("/{case_id}")
-def read(case_id: str, principal: PrincipalDep, services: ServicesDep,
+def read(case_id: str, principal: PrincipalDep, services: ServicesDep, disclosure: DisclosureDep,
          version: Annotated[int | None, Query(ge=1)] = None,
          as_of: Annotated[datetime | None, Query()] = None) -> JSONResponse:
     if version is not None and as_of is not None:
@@ -67,10 +70,12 @@ def read(case_id: str, principal: PrincipalDep, services: ServicesDep,
 
 
 @router.get("/{case_id}/events", response_model=list[EventOut])
-def events(case_id: str, principal: PrincipalDep, services: ServicesDep) -> JSONResponse:
-    views = services.cases.events(principal, _case_id(case_id))
-    return JSONResponse([plain({"version": v.version, "type": v.type, "occurred_at": v.occurred_at,
-                                "actor": v.actor, "data": v.data}) for v in views])
+def events(case_id: str, principal: PrincipalDep, services: ServicesDep, disclosure: DisclosureDep) -> JSONResponse:
+    uid = _case_id(case_id)
+    views = services.cases.events(principal, uid)
+    return JSONResponse(disclosure.apply([plain({"version": v.version, "type": v.type, "occurred_at": v.occurred_at,
+                                                 "actor": v.actor, "data": v.data}) for v in views],
+                                         case_id=str(uid)))
 
 
 @router.post("/{case_id}/amend")
