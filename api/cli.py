@@ -100,7 +100,8 @@ def project() -> None:
 
 
 @cli.command()
-def rebuild(projection: Annotated[str | None, typer.Option(help="one view; default every view")] = None) -> None:
+def rebuild(projection: Annotated[str | None, typer.Option(help="one view; default every view")] = None,
+            batch_size: Annotated[int, typer.Option(min=1, help="events per transaction")] = 5000) -> None:
     """Rebuilds read models from the event log into fresh tables, switching over when caught up."""
     from api.app import build_services
     from projections.runner import Progress
@@ -118,7 +119,7 @@ def rebuild(projection: Annotated[str | None, typer.Option(help="one view; defau
 
     try:
         for name in names:
-            final = services.projections.rebuild(name, on_progress=show)
+            final = services.projections.rebuild(name, on_progress=show, batch_size=batch_size)
             typer.echo(f"\r{name}: rebuilt to position {final.position} ({final.done} events, "
                        f"{final.rate:,.0f}/s) as generation {final.generation}          ")
     finally:
