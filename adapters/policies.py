@@ -1,9 +1,16 @@
-"""Loads and checks the policy profile files (JSON, one per region). A bad file stops start-up, naming the field."""
+"""Loads and checks the policy profile files (JSON, one per region). A bad file stops start-up, naming the field.
+
+The files are the base. Versions a bureau publishes later (new cut-offs after a model review) come from a
+`PublishedVersions` source attached at start-up (adapters/model_review.py, read from the event store): the profile
+in force for a region is the newest publication derived from its file's version, else the file itself. Each call
+answers one immutable profile, so a command that asks once uses exactly one version throughout.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Protocol
 
 from domain.policy import PolicyProfile, ProfileError, parse_profile
 
@@ -18,6 +25,14 @@ class UnknownProvince(LookupError):
     pass
 
 
+class PublishedVersions(Protocol):
+    def current(self, base: PolicyProfile) -> PolicyProfile | None:
+        """The newest version published on top of this file profile, if any."""
+
+    def version(self, base: PolicyProfile, version: str) -> PolicyProfile | None:
+        """A version published on top of this file profile, by its version string."""
+
+
 class Profiles:
     """Every profile in force, found by the province part of a school's region code."""
 
@@ -25,6 +40,28 @@ class Profiles:
         self._by_province: dict[str, PolicyProfile] = {}
         for profile in profiles:
             self._by_province[profile.province_code] = profile
+        self._published: PublishedVersions | None = None
+
+    def use_published(self, source: PublishedVersions) -> None:
+        self._published = source
+
+    def file_profile(self, region_code: str) -> PolicyProfile:
+        """The profile file's version for a region, ignoring publications."""
+        profile = self._by_province.get(region_code[:2])
+        if profile is None:
+            raise UnknownProvince(f"no policy profile covers region {region_code}")
+        return profile
+
+    def by_tag(self, tag: str) -> PolicyProfile | None:
+        """A profile by the tag decisions record (`guangxi@2025.1-r1`): the file's or a published one."""
+        profile_id, _, version = tag.partition("@")
+        for base in self._by_province.values():
+            if base.profile_id != profile_id:
+                continue
+            if base.version == version:
+                return base
+            return self._published.version(base, version) if self._published is not None else None
+        return None
 
     @classmethod
     def load(cls, directory: Path) -> Profiles:
@@ -50,9 +87,9 @@ class Profiles:
         return cls(profiles)
 
     def for_region(self, region_code: str) -> PolicyProfile:
-        profile = self._by_province.get(region_code[:2])
-        if profile is None:
-            raise UnknownProvince(f"no policy profile covers region {region_code}")
+        profile = self.file_profile(region_code)
+        if self._published is not None:
+            return self._published.current(profile) or profile
         return profile
 
     def all(self) -> list[PolicyProfile]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -77,6 +77,27 @@ class ScoringModel:
 
 
 @dataclass(frozen=True)
+class RoundRules:
+    """When a year's rounds may run (dates are `MM-DD` anchors in the academic year's calendar years)."""
+
+    autumn_term_start: str
+    identification_days: int  # the identification round closes at most this many days after the autumn term starts
+    announce_days: int  # a round may open (宣传告知) at most this many days before its term starts
+    step_overdue_days: int  # a case waiting longer than this at one step is overdue on the round dashboard
+    emergency_days: int  # a sudden event at most this many days old lets an application in outside a round
+    announcement: Mapping[str, str]  # who_may_apply, how_to_apply, where_to_object
+
+
+@dataclass(frozen=True)
+class PlanRules:
+    """The aid list (programme → amount) per level, summing to the level's annual target, and when the year-end
+    review of a support plan opens (`MM-DD` in the academic year's second calendar year)."""
+
+    aid_lists: Mapping[Level, tuple[tuple[str, Decimal], ...]]
+    review_opens: str
+
+
+@dataclass(frozen=True)
 class PolicyProfile:
     profile_id: str
     version: str
@@ -101,6 +122,11 @@ class PolicyProfile:
     semester_ends: Mapping[str, str] = field(default_factory=dict)
     # The bureau spot-check formula's parameters (domain.sampling.bounded_size); empty: none configured.
     spot_check: Mapping[str, Decimal] = field(default_factory=dict)
+    # Identification rounds (Guangxi Art. 8): term anchors, time limits and the announcement's fixed texts.
+    # None: the profile sets no round rules, so no round can be opened in its province.
+    rounds: RoundRules | None = None
+    # One-student-one-plan (Jiangsu pilot 二(二)2–3): the aid list each level's annual target implies.
+    support_plan: PlanRules | None = None
 
     @property
     def tag(self) -> str:
@@ -271,6 +297,31 @@ def _parse_scoring(raw: Any, levels: tuple[Level, ...]) -> ScoringModel:
                         rules=tuple(rules), cutoffs=cutoffs)
 
 
+def parse_cutoffs(raw: Any, levels: Sequence[Level], path: str) -> dict[Level, Decimal]:
+    """Cut-offs given on their own (a bureau publishing new ones): the same rules as in a profile file."""
+    cutoffs = {_level(lvl, f"{path}.{lvl}"): _dec(v, f"{path}.{lvl}") for lvl, v in _map(raw, path).items()}
+    for lvl in cutoffs:
+        if lvl not in levels:
+            raise ProfileError(f"{path}.{lvl.value}", f"level {lvl.value!r} is not among the profile's levels")
+    ordered = sorted(cutoffs.items(), key=lambda kv: kv[0].rank)
+    for (harder, hi), (easier, lo) in itertools.pairwise(ordered):
+        if hi <= lo:
+            raise ProfileError(f"{path}.{harder.value}", f"overlaps {easier.value}: {hi} must be above {lo}")
+    return cutoffs
+
+
+def with_cutoffs(profile: PolicyProfile, raw_cutoffs: Any, version: str) -> PolicyProfile:
+    """A new version of `profile` that differs only in its cut-offs (published by a bureau after a model review).
+    The scoring items are untouched, so scores stay comparable across the versions."""
+    cutoffs = parse_cutoffs(raw_cutoffs, profile.levels, "cutoffs")
+    if set(cutoffs) != set(profile.scoring.cutoffs):
+        missing = sorted(lv.value for lv in set(profile.scoring.cutoffs) - set(cutoffs))
+        raise ProfileError("cutoffs", f"give a cut-off for every level the model scores; missing {missing}")
+    scoring = replace(profile.scoring, cutoffs=cutoffs,
+                      model_version=f"{profile.scoring.model_version.split('+')[0]}+{version}")
+    return replace(profile, version=version, scoring=scoring)
+
+
 def _level_map(raw: Any, path: str, levels: tuple[Level, ...]) -> dict[Level, Decimal]:
     result = {}
     for key, value in _map(raw, path).items():
@@ -345,6 +396,8 @@ def parse_profile(data: Mapping[str, Any]) -> PolicyProfile:
                      for k, v in _map(data.get("consumption", {}), "consumption").items()},
         semester_ends=_semester_ends(data.get("follow_up", {})),
         spot_check=_spot_check(data.get("spot_check", {})),
+        rounds=_round_rules(data.get("rounds")),
+        support_plan=_plan_rules(data.get("support_plan"), levels, data),
     )
 
 
@@ -381,6 +434,78 @@ def _spot_check(raw: Any) -> dict[str, Decimal]:
         if params[high] < params[low] or params[high] < 1:
             raise ProfileError(f"spot_check.{high}", f"must be at least 1 and at least {low}")
     return params
+
+
+ROUND_KEYS = ("identification_days", "announce_days", "step_overdue_days", "emergency_days")
+ANNOUNCEMENT_KEYS = ("who_may_apply", "how_to_apply", "where_to_object")
+
+
+def _month_day(value: Any, path: str) -> str:
+    try:
+        month, day = (int(p) for p in str(value).split("-"))
+        date(2024, month, day)  # a leap year, so any real month-day passes
+    except ValueError:
+        raise ProfileError(path, f"must be a MM-DD date, got {value!r}") from None
+    return f"{month:02d}-{day:02d}"
+
+
+def _round_rules(raw: Any) -> RoundRules | None:
+    if raw is None:
+        return None
+    data = _map(raw, "rounds")
+    numbers: dict[str, int] = {}
+    for key in ROUND_KEYS:
+        value = _req(data, key, "rounds")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 366:
+            raise ProfileError(f"rounds.{key}", "must be a whole number of days from 0 to 366")
+        numbers[key] = value
+    announcement = _map(_req(data, "announcement", "rounds"), "rounds.announcement")
+    texts = {}
+    for key in ANNOUNCEMENT_KEYS:
+        text = str(_req(announcement, key, "rounds.announcement")).strip()
+        if not text:
+            raise ProfileError(f"rounds.announcement.{key}", "must not be empty")
+        texts[key] = text
+    return RoundRules(autumn_term_start=_month_day(_req(data, "autumn_term_start", "rounds"),
+                                                   "rounds.autumn_term_start"),
+                      announcement=texts, **numbers)
+
+
+def _plan_rules(raw: Any, levels: tuple[Level, ...], profile: Mapping[str, Any]) -> PlanRules | None:
+    if raw is None:
+        return None
+    data = _map(raw, "support_plan")
+    targets = _level_map(profile.get("aid_targets", {}), "aid_targets", levels)
+    programmes = [str(p) for p in profile.get("programmes", [])]
+    lists: dict[Level, tuple[tuple[str, Decimal], ...]] = {}
+    for key, entries in _map(_req(data, "aid_list", "support_plan"), "support_plan.aid_list").items():
+        path = f"support_plan.aid_list.{key}"
+        level = _level(key, path)
+        if level not in levels:
+            raise ProfileError(path, "level not among the profile's levels")
+        if not isinstance(entries, list) or not entries:
+            raise ProfileError(path, "must be a non-empty list of {programme, amount}")
+        lines: list[tuple[str, Decimal]] = []
+        for i, entry in enumerate(entries):
+            epath = f"{path}[{i}]"
+            programme = str(_req(_map(entry, epath), "programme", epath))
+            if programme not in programmes:
+                raise ProfileError(f"{epath}.programme", f"{programme!r} is not among the profile's programmes")
+            if programme in {p for p, _ in lines}:
+                raise ProfileError(f"{epath}.programme", "a programme appears once per level")
+            amount = _dec(_req(entry, "amount", epath), f"{epath}.amount")
+            if amount <= 0:
+                raise ProfileError(f"{epath}.amount", "must be positive")
+            lines.append((programme, amount))
+        # The list is how the target is met: the two must agree, or the plan would promise what policy does not.
+        target = targets.get(level)
+        total = sum((a for _, a in lines), Decimal(0))
+        if target is None or total != target:
+            raise ProfileError(path, f"amounts add up to {total}, but aid_targets.{level.value} is {target}")
+        lists[level] = tuple(lines)
+    return PlanRules(aid_lists=lists,
+                     review_opens=_month_day(_req(data, "review_opens", "support_plan"),
+                                             "support_plan.review_opens"))
 
 
 # ---------------------------------------------------------------------------------------------- scoring
