@@ -34,7 +34,7 @@ from api.deps import Services
 from api.errors import install_error_handlers
 from api.hardening import install_security
 from api.idempotency import IdempotencyMiddleware
-from api.routes import audit, cases, publicity, queries
+from api.routes import aftercare, audit, cases, publicity, queries
 from projections import all_views
 from projections.case_versions import AsOfIndex
 from projections.runner import Projections, RunnerThread
@@ -60,7 +60,7 @@ def build_services(settings: Settings) -> Services:
         schools.import_file(settings.demo_schools, known_provinces={p.province_code for p in profiles.all()})
     start = parse_instant(settings.now) if settings.now else None
     clock = Clock(start=start, not_before=newest_event_time(store))
-    projections = Projections(store, engine, all_views(), batch_size=settings.projection_batch_size)
+    projections = Projections(store, engine, all_views(settings.secret), batch_size=settings.projection_batch_size)
     projections.ensure()
     cases = CaseService(store, clock, profiles, schools, RequestLog(store, engine))
     cases.as_of_index = AsOfIndex(projections)
@@ -138,6 +138,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(audit.router)
     app.include_router(queries.router)
     app.include_router(publicity.router)
+    app.include_router(aftercare.router)
     return app
 
 

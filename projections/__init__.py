@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from adapters.person_keys import PersonKeys
 from projections.case_index import CaseIndex
 from projections.case_versions import CaseVersions
+from projections.followups import FollowUps
+from projections.home_visits import HomeVisits
+from projections.integrity import IntegrityRegister
+from projections.ledger import Ledger
 from projections.notices import Notices
 from projections.runner import View
+from projections.spot_checks import SpotChecks
 
 
-def all_views() -> list[View]:
-    """Every view the service keeps. A new read model is added here and nowhere else."""
-    return [CaseIndex(), CaseVersions(), Notices()]
+def all_views(secret: str | None = None) -> list[View]:
+    """Every view the service keeps. A new read model is added here and nowhere else.
+
+    `secret` (ZIZHU_SECRET) keys the views that hold keyed hashes of people; without it they are left out, since a
+    runner without the secret could only build them wrong."""
+    views: list[View] = [CaseIndex(), CaseVersions(), Notices(), Ledger(), FollowUps(), SpotChecks()]
+    if secret is not None:
+        keys = PersonKeys(secret)
+        views += [HomeVisits(keys), IntegrityRegister(keys)]
+    return views
