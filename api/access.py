@@ -53,20 +53,6 @@ ACCESS: dict[tuple[str, str], Rule] = {
     # read models
     ("GET", "/v1/schools/{school_id}/queue"): frozenset({E, S, B, AU}),
     ("GET", "/v1/regions/{region_code}/statistics"): frozenset({B, AU}),
-    # after identification (api/routes/aftercare.py): follow-ups, home visits, aid, ledgers, spot checks, integrity
-    ("POST", "/v1/schools/{school_id}/follow-ups/sample"): frozenset({S}),
-    ("GET", "/v1/schools/{school_id}/follow-ups"): frozenset({S, B, AU}),
-    ("GET", "/v1/schools/{school_id}/home-visits"): frozenset({S, B, AU}),
-    ("GET", "/v1/schools/{school_id}/aid"): frozenset({S, B, AU}),
-    ("GET", "/v1/schools/{school_id}/aid/under-target"): frozenset({S, B, AU}),
-    ("GET", "/v1/schools/{school_id}/ledger"): frozenset({S, B, AU}),
-    ("GET", "/v1/regions/{region_code}/ledger"): frozenset({B, AU}),
-    ("POST", "/v1/regions/{region_code}/spot-checks"): frozenset({B}),
-    ("GET", "/v1/regions/{region_code}/spot-checks"): frozenset({B, AU}),
-    ("GET", "/v1/regions/{region_code}/spot-checks/{check_id}"): frozenset({B, AU}),
-    ("POST", "/v1/regions/{region_code}/spot-checks/{check_id}/assign"): frozenset({B}),
-    ("POST", "/v1/regions/{region_code}/spot-checks/{check_id}/results"): frozenset({B}),
-    ("GET", "/v1/integrity-records"): frozenset({S, B, AU}),
     ("POST", "/v1/cases/{case_id}/exempt-publicity"): frozenset({S}),
     # public notice and the archive export
     ("POST", "/v1/schools/{school_id}/publicity"): frozenset({S}),
