@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -19,7 +19,7 @@ from adapters import idempotency
 from adapters.auth import Principal, require_command, require_read
 from adapters.clock import Clock
 from adapters.policies import Profiles
-from adapters.schools import SchoolRegistry
+from adapters.schools import School, SchoolRegistry
 from adapters.store import CaseStore
 from domain.case import StudentCase
 from domain.errors import CaseNotFound, Conflict, Forbidden, ValidationFailed, VersionMismatch
@@ -67,6 +67,9 @@ class CaseService:
         self.schools = schools
         # Idempotency-Key support (adapters/idempotency.py); None: every command is executed as sent.
         self.requests = requests
+        # Checks an application must pass before it is recorded (e.g. adapters/rounds.py: inside an open round),
+        # each given the normalised form, the school, its profile and today; each raises a DomainError to refuse.
+        self.admission_checks: list[Callable[[Mapping[str, Any], School, PolicyProfile, date], None]] = []
 
     # ------------------------------------------------------------------------------------------ plumbing
 
@@ -196,6 +199,8 @@ class CaseService:
             return earlier
         if self.store.repository.__contains__(case_id):
             raise Conflict("this student has already applied for this academic year", case_id=str(case_id))
+        for check in self.admission_checks:
+            check(normalised, school, profile, self.clock.today())
         case = StudentCase.apply(form=normalised, school_region=school.region_code, profile_version=profile.tag,
                                  actor=principal.actor, now=self.clock.now())
         return self._commit(case, 0)
