@@ -14,6 +14,7 @@ from adapters.cases import Outcome
 from adapters.exports import ExportService, to_csv, to_xlsx
 from adapters.publicity import MAX_CASES_PER_NOTICE, PublicityService
 from api.deps import ExpectedVersion, PrincipalDep, ServicesDep
+from api.masking import current_disclosure
 from api.schemas import case_state, plain
 from domain.case import case_uuid
 
@@ -67,7 +68,9 @@ def _case_response(outcome: Outcome) -> JSONResponse:
     headers = {"ETag": f'"{outcome.case.version}"'}
     if outcome.position is not None:
         headers["X-Min-Position"] = str(outcome.position)
-    return JSONResponse(case_state(outcome.case), headers=headers)
+    # The same per-role masking of personal fields as every other case answer (api/masking.py).
+    body = current_disclosure().apply(case_state(outcome.case), case_id=str(outcome.case.id))
+    return JSONResponse(body, headers=headers)
 
 
 @router.post("/v1/schools/{school_id}/publicity",
