@@ -66,8 +66,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = []
         for err in exc.errors():
-            loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-            errors.append({"field": ".".join(loc), "message": err.get("msg", "invalid")})
+            loc = tuple(err.get("loc", ()))
+            if err.get("type") == "json_invalid":
+                # pydantic puts the character offset where the field would be; the field is the whole body.
+                reason = (err.get("ctx") or {}).get("error", "")
+                errors.append({"field": "body", "message": f"malformed JSON at character {loc[-1]}: {reason}"})
+                continue
+            errors.append({"field": _field_of(loc), "message": err.get("msg", "invalid")})
         first = errors[0] if errors else {"field": "", "message": "invalid request"}
         return problem(422, "validation_failed", f"{first['field'] or 'request'}: {first['message']}",
                        field=first["field"] or None, errors=errors)
@@ -86,6 +91,16 @@ def install_error_handlers(app: FastAPI) -> None:
                            headers={"Retry-After": "2"})
         log.exception("unhandled_error", error_type=type(exc).__name__, path=request.url.path)
         return problem(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+def _field_of(loc: tuple[Any, ...]) -> str:
+    """pydantic's location as the domain names fields: `household.members[0].age`; the section (`body`,
+    `query`, …) alone when the error is about the section itself."""
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else f"{'.' if name else ''}{part}"
+    return name or (str(loc[0]) if loc else "")
 
 
 def _is_database_unavailable(exc: BaseException) -> bool:
