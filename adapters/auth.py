@@ -84,6 +84,7 @@ COMMAND_ROLES: dict[str, frozenset[Role]] = {
     "verify": frozenset({Role.SCHOOL}),
     "assess": frozenset({Role.SCHOOL}),
     "evaluate": frozenset({Role.EVALUATOR}),
+    "cast_vote": frozenset({Role.EVALUATOR}),
     "rate": frozenset({Role.SCHOOL}),
     "publicize": frozenset({Role.SCHOOL}),
     "exempt_publicity": frozenset({Role.SCHOOL}),

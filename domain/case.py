@@ -16,7 +16,9 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import (
+    AlreadyVoted,
     AmountExceedsOwed,
+    ConflictOfInterest,
     ExemptionNotAllowed,
     InvalidTransition,
     NoticeWindowClosed,
@@ -56,6 +58,7 @@ ALLOWED: Mapping[str, frozenset[Status]] = {
     "verify": frozenset({S.APPLIED, S.VERIFIED}),
     "assess": frozenset({S.VERIFIED, S.ASSESSED}),
     "evaluate": frozenset({S.ASSESSED}),
+    "cast_vote": frozenset({S.ASSESSED}),
     "rate": frozenset({S.ASSESSED, S.EVALUATED, S.RATED}),
     "publicize": frozenset({S.RATED}),
     "exempt_publicity": frozenset({S.RATED}),
@@ -156,6 +159,8 @@ class StudentCase(Aggregate):
         self.integrity_records: list[dict[str, Any]] = []
         self.withdrawal: dict[str, Any] | None = None
         self.amendments = 0
+        # The class evaluation group's ballots on this case, by member sub (民主评议, one each).
+        self.ballots: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -214,6 +219,7 @@ class StudentCase(Aggregate):
         self.assessment = None
         self.evaluation = None
         self.amendments += 1
+        self.ballots = {}
 
     def withdraw(self, *, reason: str, actor: Actor, now: datetime) -> None:
         self._require("withdraw")
@@ -238,6 +244,10 @@ class StudentCase(Aggregate):
             seen[category] = {"category": category, "source": str(item.get("source") or method.value)}
         discrepancies = [c for c in self.claimed_categories if c not in seen]
         unclaimed = [c for c in seen if c not in self.claimed_categories]
+        if self.status is S.VERIFIED and self.verification == {
+                "method": method.value, "confirmed": list(seen.values()), "discrepancies": discrepancies,
+                "unclaimed_confirmed": unclaimed, "notes": notes or ""}:
+            return  # the same verification again (a re-run of data matching) records nothing new
         self._verified(method=method.value, confirmed=list(seen.values()), discrepancies=discrepancies,
                        unclaimed=unclaimed, notes=notes or "", actor=actor.as_dict(), timestamp=now)
 
@@ -288,6 +298,55 @@ class StudentCase(Aggregate):
         self.evaluation = {"votes_for": votes_for, "votes_against": votes_against,
                            "recommended_level": recommended_level.value if recommended_level else None,
                            "panel": panel}
+
+    def cast_vote(self, *, member: Mapping[str, str], vote: str, recommended_level: Level | None,
+                  member_is_subject: bool, levels: Sequence[Level], actor: Actor, now: datetime) -> None:
+        """One member of the class evaluation group votes, with the level they recommend (民主评议)."""
+        self._require("cast_vote")
+        if member_is_subject:
+            raise ConflictOfInterest("a member of the evaluation group cannot vote on their own case")
+        if member["sub"] in self.ballots:
+            raise AlreadyVoted("this member has already voted on this case")
+        if vote not in {"for", "against"}:
+            raise ValidationFailed("vote must be for or against", field="vote")
+        if vote == "for" and recommended_level is None:
+            raise ValidationFailed("a vote for identification recommends a level", field="recommended_level")
+        if vote == "against" and recommended_level is not None:
+            raise ValidationFailed("a vote against identification recommends no level", field="recommended_level")
+        if recommended_level is not None and recommended_level not in levels:
+            raise ValidationFailed("level not used by this region's profile", field="recommended_level")
+        self._evaluation_vote_cast(member={"sub": member["sub"], "role": member["role"]}, vote=vote,
+                                   recommended_level=recommended_level, actor=actor.as_dict(), timestamp=now)
+
+    @event("EvaluationVoteCast", topic="case.evaluation_vote_cast")
+    def _evaluation_vote_cast(self, member: dict[str, str], vote: str, recommended_level: Level | None,
+                              actor: dict[str, str], timestamp: datetime) -> None:
+        self.ballots = {**self.ballots, member["sub"]: {
+            "role": member["role"], "vote": vote,
+            "recommended_level": recommended_level.value if recommended_level else None}}
+
+    def close_evaluation(self, *, panel: Sequence[Mapping[str, str]], levels: Sequence[Level], actor: Actor,
+                         now: datetime) -> None:
+        """Closes the evaluation with the tally of the ballots cast by the panel's members. The class recommends
+        the level most 'for' ballots named (a tie goes to the less difficult level: the school may still rate
+        higher, with its reason), or no level when the 'for' ballots are not a majority."""
+        self._require("evaluate")
+        members = {m["sub"] for m in panel}
+        ballots = [b for sub, b in self.ballots.items() if sub in members]
+        if not ballots:
+            raise RuleViolated("no member of the evaluation group has voted on this case yet")
+        votes_for = sum(1 for b in ballots if b["vote"] == "for")
+        counts: dict[Level, int] = {}
+        for ballot in ballots:
+            if ballot["vote"] == "for":
+                level = Level(ballot["recommended_level"])
+                counts[level] = counts.get(level, 0) + 1
+        recommended = None
+        if votes_for > len(ballots) - votes_for:
+            recommended = max(counts, key=lambda lv: (counts[lv], lv.rank))
+        self.evaluate(votes_for=votes_for, votes_against=len(ballots) - votes_for, recommended_level=recommended,
+                      panel=[{"sub": m["sub"], "role": m["role"]} for m in panel], levels=levels, actor=actor,
+                      now=now)
 
     def rate(self, *, level: Level | None, reason: str | None, levels: Sequence[Level],
              skip_class_evaluation_for_data_matched: bool, profile_version: str, actor: Actor,

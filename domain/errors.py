@@ -90,6 +90,18 @@ class OutsideReadjustmentWindow(RuleViolated):
     code = "outside_readjustment_window"
 
 
+class AlreadyVoted(RuleViolated):
+    """A member of the class evaluation group votes once on a case."""
+
+    code = "already_voted"
+
+
+class ConflictOfInterest(RuleViolated):
+    """A member of the class evaluation group never votes on their own case."""
+
+    code = "conflict_of_interest"
+
+
 class CaseNotFound(DomainError):
     """Unknown case, or one outside the caller's scope (existence must not leak)."""
 

@@ -29,7 +29,8 @@ S = Status
 # The commands that move a case along its procedure from each status; the walk favours them so that random
 # sequences reach notice, confirmation, aid and recovery instead of circling in the first steps.
 FORWARD: dict[Status, list[str]] = {
-    S.APPLIED: ["verify"], S.VERIFIED: ["assess"], S.ASSESSED: ["evaluate", "rate"], S.EVALUATED: ["rate"],
+    S.APPLIED: ["verify"], S.VERIFIED: ["assess"], S.ASSESSED: ["evaluate", "rate", "cast_vote"],
+    S.EVALUATED: ["rate"],
     S.RATED: ["publicize", "publicize", "publicize", "exempt_publicity", "revoke"],
     S.IN_PUBLICITY: ["object", "resolve_objection", "confirm", "confirm"],
     S.CONFIRMED: ["archive", "grant_aid", "grant_aid", "disburse", "disburse", "select_follow_up",
@@ -94,6 +95,14 @@ class Run:
         self.case.evaluate(votes_for=self.draw(st.integers(-1, 3)), votes_against=self.draw(st.integers(0, 3)),
                            recommended_level=self.draw(LEVEL_OR_NONE), panel=[], levels=self.levels, actor=STAFF,
                            now=now)
+
+    def cast_vote(self, now: Any) -> None:
+        vote = self.draw(st.sampled_from(["for", "for", "against", "abstain"]))
+        level = self.draw(LEVEL_OR_NONE if vote == "for" else st.sampled_from([None, None, Level.DIFFICULT]))
+        self.case.cast_vote(member={"sub": self.draw(st.sampled_from(["m-1", "m-2"])), "role": "head_teacher"},
+                            vote=vote, recommended_level=level,
+                            member_is_subject=self.draw(st.sampled_from([False, False, True])),
+                            levels=self.levels, actor=STAFF, now=now)
 
     def rate(self, now: Any) -> None:
         self.case.rate(level=self.draw(LEVEL_OR_NONE), reason=self.draw(TEXT), levels=self.levels,
@@ -232,7 +241,7 @@ def test_the_random_walk_reaches_every_status() -> None:
     reached: set[Status] = set()
     accepted: set[str] = set()
 
-    @settings(max_examples=100, deadline=None, database=None, derandomize=True)
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True)
     @given(st.data())
     def walk(data: st.DataObject) -> None:
         steps = Steps.apply(claimed=data.draw(st.sampled_from([["minimum_living_allowance"], []])))
