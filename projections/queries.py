@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, func, literal, select, true, tuple_
+from sqlalchemy import ColumnElement, Select, Table, and_, func, literal, select, true, tuple_
 from sqlalchemy.engine import Row
 
 from adapters.auth import Principal
@@ -186,6 +186,18 @@ class ReadModels:
               level: str | None = None, academic_year: str | None = None, limit: int = PAGE_DEFAULT,
               cursor: str | None = None) -> Page:
         """Cases waiting at one step of one school, oldest first (by when they reached that step)."""
+        query = self.queue_query(principal, school_id, stage=stage, class_id=class_id, level=level,
+                                 academic_year=academic_year, limit=limit, cursor=cursor)
+        rows = self._fetch(query)
+        now = self.clock.now()
+        items = [self._row(r, now) for r in rows[:limit]]
+        last = items[-1] if len(rows) > limit else None
+        return Page(items, encode_cursor(last.status_since.isoformat(), last.id) if last else None)
+
+    def queue_query(self, principal: Principal, school_id: str, *, stage: str, class_id: str | None = None,
+                    level: str | None = None, academic_year: str | None = None, limit: int = PAGE_DEFAULT,
+                    cursor: str | None = None) -> Select[Any]:
+        """The statement `queue` runs (one more row than the page, to know whether another page follows)."""
         _check_choice(stage, STAGES, "stage")
         _check_choice(level, LEVELS, "level")
         _check_year(academic_year)
@@ -211,17 +223,24 @@ class ReadModels:
                 raise ValidationFailed("cursor is not one this service handed out", field="cursor") from None
             key = tuple_(literal(moment, cases.c.status_since.type), literal(after))
             query = query.where(tuple_(cases.c.status_since, cases.c.case_id) > key)
-        query = query.order_by(cases.c.status_since, cases.c.case_id).limit(limit + 1)
-        rows = self._fetch(query)
-        now = self.clock.now()
-        items = [self._row(r, now) for r in rows[:limit]]
-        last = items[-1] if len(rows) > limit else None
-        return Page(items, encode_cursor(last.status_since.isoformat(), last.id) if last else None)
+        return query.order_by(cases.c.status_since, cases.c.case_id).limit(limit + 1)
 
     def search(self, principal: Principal, *, name: str | None = None, class_id: str | None = None,
                level: str | None = None, status: str | None = None, school_id: str | None = None,
                academic_year: str | None = None, limit: int = PAGE_DEFAULT, cursor: str | None = None) -> Page:
         """Cases in the caller's scope matching every filter given, by student name."""
+        query = self.search_query(principal, name=name, class_id=class_id, level=level, status=status,
+                                  school_id=school_id, academic_year=academic_year, limit=limit, cursor=cursor)
+        rows = self._fetch(query)
+        now = self.clock.now()
+        items = [self._row(r, now) for r in rows[:limit]]
+        last = items[-1] if len(rows) > limit else None
+        return Page(items, encode_cursor(last.student_name, last.id) if last else None)
+
+    def search_query(self, principal: Principal, *, name: str | None = None, class_id: str | None = None,
+                     level: str | None = None, status: str | None = None, school_id: str | None = None,
+                     academic_year: str | None = None, limit: int = PAGE_DEFAULT,
+                     cursor: str | None = None) -> Select[Any]:
         _check_choice(status, STAGES, "status")
         _check_choice(level, LEVELS, "level")
         _check_year(academic_year)
@@ -241,16 +260,17 @@ class ReadModels:
             after_name, after_id = decode_cursor(cursor, 2)
             query = query.where(tuple_(cases.c.student_name, cases.c.case_id) > tuple_(literal(after_name),
                                                                                     literal(after_id)))
-        query = query.order_by(cases.c.student_name, cases.c.case_id).limit(limit + 1)
-        rows = self._fetch(query)
-        now = self.clock.now()
-        items = [self._row(r, now) for r in rows[:limit]]
-        last = items[-1] if len(rows) > limit else None
-        return Page(items, encode_cursor(last.student_name, last.id) if last else None)
+        return query.order_by(cases.c.student_name, cases.c.case_id).limit(limit + 1)
 
     def statistics(self, principal: Principal, region_code: str, *,
                    academic_year: str | None = None) -> Statistics:
         """Case counts per school, academic year, level and status under a region code."""
+        rows = self._fetch(self.statistics_query(principal, region_code, academic_year=academic_year))
+        return Statistics(region_code, academic_year, [
+            CountRow(r.school_id, r.academic_year, r.level, r.status, int(r.n)) for r in rows])
+
+    def statistics_query(self, principal: Principal, region_code: str, *,
+                         academic_year: str | None = None) -> Select[Any]:
         if not REGION_CODE.match(region_code):
             raise ValidationFailed("region_code is a 6-digit administrative division code", field="region_code")
         _check_year(academic_year)
@@ -267,12 +287,8 @@ class ReadModels:
                  .where(cases.c.school_region.between(low, high)))
         if academic_year is not None:
             query = query.where(cases.c.academic_year == academic_year)
-        query = (query.group_by(cases.c.school_id, cases.c.academic_year, cases.c.level, cases.c.status)
-                 .order_by(cases.c.school_id, cases.c.academic_year, cases.c.level, cases.c.status))
-        with self.projections.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return Statistics(region_code, academic_year, [
-            CountRow(r.school_id, r.academic_year, r.level, r.status, int(r.n)) for r in rows])
+        return (query.group_by(cases.c.school_id, cases.c.academic_year, cases.c.level, cases.c.status)
+                .order_by(cases.c.school_id, cases.c.academic_year, cases.c.level, cases.c.status))
 
     # ------------------------------------------------------------------------------------------ plumbing
 
