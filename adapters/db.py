@@ -37,6 +37,7 @@ def create_tables(engine: Engine) -> None:
     import adapters.access_log  # noqa: F401
     import adapters.calendar
     import adapters.idempotency
+    import adapters.notifications
     import adapters.schools  # noqa: F401
     import projections  # noqa: F401
 

@@ -265,6 +265,35 @@ class RoundService:
             return scheduled[0]
         return max(found, key=lambda r: r.closes_on)
 
+    def list_for_school(self, principal: Principal, school_id: str) -> list[dict[str, Any]]:
+        if principal.role is Role.APPLICANT:
+            raise Forbidden("applicants read the current round's announcement")
+        self._school(principal, school_id, manage=False)
+        table = self.projections.active_tables("rounds")["rounds"]
+        return self._listed(select(table).where(table.c.school_id == school_id))
+
+    def list_for_region(self, principal: Principal, region_code: str,
+                        academic_year: str | None) -> list[dict[str, Any]]:
+        low, high = region_range(region_in_scope(principal, region_code))
+        table = self.projections.active_tables("rounds")["rounds"]
+        query = select(table).where(table.c.school_region.between(low, high))
+        if academic_year is not None:
+            query = query.where(table.c.academic_year == validate_academic_year(academic_year))
+        return self._listed(query)
+
+    def _listed(self, query: Any) -> list[dict[str, Any]]:
+        today = self.clock.today()
+        with self.projections.engine.connect() as conn:
+            rows = conn.execute(query.order_by("academic_year", "school_id", "kind")).all()
+        result = []
+        for row in rows:
+            state = ("closed" if row.closed_on is not None else "scheduled" if today < row.opens_on
+                     else "ended" if today > row.closes_on else "open")
+            result.append({"id": row.round_id, "school_id": row.school_id, "academic_year": row.academic_year,
+                           "kind": row.kind, "opens_on": row.opens_on, "closes_on": row.closes_on,
+                           "closed_on": row.closed_on, "state": state})
+        return result
+
     def cases_window(self, found: IdentificationRound) -> tuple[datetime | None, datetime | None]:
         """Which of the school's cases of that year belong to the round, by application time: the spring round
         takes those applied from its opening day; the identification round the rest."""

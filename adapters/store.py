@@ -18,6 +18,9 @@ from sqlalchemy.engine import make_url
 from adapters.settings import Settings
 from domain.case import StudentCase
 from domain.followup import FollowUpSample  # noqa: F401  (registers its event topics for decoding)
+from domain.plan import SupportPlan  # noqa: F401  (registers its event topics for decoding)
+from domain.profile_versions import ProfileLine  # noqa: F401  (registers its event topics for decoding)
+from domain.round import IdentificationRound  # noqa: F401  (registers its event topics for decoding)
 from domain.spotcheck import SpotCheck  # noqa: F401  (registers its event topics for decoding)
 from domain.values import Level, Status
 

@@ -79,6 +79,26 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/audit/seals"): frozenset({AU}),
     ("POST", "/v1/audit/seals"): frozenset({AU}),
     ("GET", "/v1/audit/access-log"): frozenset({AU}),
+    # rounds, one-student-one-plan, notifications, model review (adapters/rounds.py, plans.py, notifications.py,
+    # model_review.py)
+    ("POST", "/v1/schools/{school_id}/rounds"): frozenset({S, B}),
+    ("POST", "/v1/regions/{region_code}/rounds"): frozenset({B}),
+    ("GET", "/v1/regions/{region_code}/rounds"): frozenset({B, AU}),
+    ("GET", "/v1/schools/{school_id}/rounds"): frozenset({E, S, B, AU}),
+    ("GET", "/v1/schools/{school_id}/rounds/current"): EVERYONE,
+    ("GET", "/v1/schools/{school_id}/rounds/{round_id}"): frozenset({E, S, B, AU}),
+    ("GET", "/v1/schools/{school_id}/rounds/{round_id}/dashboard"): frozenset({E, S, B, AU}),
+    ("POST", "/v1/schools/{school_id}/rounds/{round_id}/close"): frozenset({S, B}),
+    ("POST", "/v1/cases/{case_id}/plan"): frozenset({S}),
+    ("GET", "/v1/cases/{case_id}/plan"): frozenset({A, S, B, AU}),
+    ("GET", "/v1/plans/{plan_id}"): frozenset({A, S, B, AU}),
+    ("POST", "/v1/plans/{plan_id}/items"): frozenset({S}),
+    ("POST", "/v1/plans/{plan_id}/items/{item_id}/actions"): frozenset({S}),
+    ("POST", "/v1/plans/{plan_id}/review"): frozenset({S}),
+    ("GET", "/v1/notifications"): EVERYONE,
+    ("GET", "/v1/regions/{region_code}/model-review"): frozenset({B, AU}),
+    ("GET", "/v1/regions/{region_code}/profiles"): frozenset({B, AU}),
+    ("POST", "/v1/regions/{region_code}/profiles"): frozenset({B}),
 }
 
 

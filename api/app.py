@@ -24,8 +24,11 @@ from adapters.db import create_db_engine, create_tables
 from adapters.exports import ExportService
 from adapters.idempotency import RequestLog
 from adapters.logs import configure_logging, get_logger
+from adapters.model_review import PublishedProfiles
+from adapters.notifications import Dispatcher, DispatcherThread, LoggingNotifier
 from adapters.policies import Profiles
 from adapters.publicity import PublicityService
+from adapters.rounds import RoundService
 from adapters.scheduler import DeadlineJob, DeadlineScheduler
 from adapters.schools import SchoolRegistry
 from adapters.settings import Settings
@@ -34,7 +37,7 @@ from api.deps import Services
 from api.errors import install_error_handlers
 from api.hardening import install_security
 from api.idempotency import IdempotencyMiddleware
-from api.routes import aftercare, audit, cases, publicity, queries
+from api.routes import aftercare, audit, cases, model_review, notifications, plans, publicity, queries, rounds
 from projections import all_views
 from projections.case_versions import AsOfIndex
 from projections.runner import Projections, RunnerThread
@@ -63,6 +66,9 @@ def build_services(settings: Settings) -> Services:
     projections = Projections(store, engine, all_views(settings.secret), batch_size=settings.projection_batch_size)
     projections.ensure()
     cases = CaseService(store, clock, profiles, schools, RequestLog(store, engine))
+    # Published profile versions (model review) and the round admission rule (adapters/rounds.py).
+    profiles.use_published(PublishedProfiles(store))
+    cases.admission_checks.append(RoundService(store, clock, profiles, schools, projections).admit)
     cases.as_of_index = AsOfIndex(projections)
     calendar = WorkingCalendar(engine)
     return Services(settings=settings, store=store, engine=engine, clock=clock, profiles=profiles,
@@ -83,6 +89,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         runner = RunnerThread(built.projections, settings.projection_poll_interval)
         if settings.run_projections:
             runner.start()
+        # Outbound notifications follow the notifications view (adapters/notifications.py).
+        dispatcher = DispatcherThread(Dispatcher(built.projections, LoggingNotifier()),
+                                      settings.projection_poll_interval)
+        if settings.run_projections:
+            dispatcher.start()
         # Deadlines are derived from the notices view each run, so starting (or restarting) here concludes
         # every window that ended while the service was down.
         deadlines = DeadlineScheduler(built.deadlines, settings.deadline_interval) if built.deadlines else None
@@ -95,6 +106,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         finally:
             if deadlines is not None:
                 deadlines.stop()
+            dispatcher.stop()
             runner.stop()
             if services is None:
                 built.store.close()
@@ -139,6 +151,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(queries.router)
     app.include_router(publicity.router)
     app.include_router(aftercare.router)
+    app.include_router(rounds.router)
+    app.include_router(plans.router)
+    app.include_router(notifications.router)
+    app.include_router(model_review.router)
     return app
 
 

@@ -249,13 +249,15 @@ class SupportPlan(Aggregate):
             raise ShortfallReasonRequired(f"{aid.granted} granted against a target of {aid.target}; say why the "
                                           "student received less (远远不够 needs a reason)", field="shortfall_reason")
         items = {item_id: len(item["actions"]) for item_id, item in self.items.items()}
-        self._reviewed(summary=_text(summary, "summary"), shortfall_reason=reason, target=aid.target,
+        self._reviewed(case_id=self.case_id, summary=_text(summary, "summary"), shortfall_reason=reason,
+                       target=aid.target,
                        granted=aid.granted, emergency=aid.emergency, actions_per_item=items,
                        actor=actor.as_dict(), timestamp=now)
 
     @event("PlanReviewed", topic="support_plan.reviewed")
-    def _reviewed(self, summary: str, shortfall_reason: str, target: Decimal, granted: Decimal, emergency: Decimal,
-                  actions_per_item: dict[str, int], actor: dict[str, str], timestamp: datetime) -> None:
+    def _reviewed(self, case_id: str, summary: str, shortfall_reason: str, target: Decimal, granted: Decimal,
+                  emergency: Decimal, actions_per_item: dict[str, int], actor: dict[str, str],
+                  timestamp: datetime) -> None:
         self.review = {"summary": summary, "shortfall_reason": shortfall_reason, "target": target,
                        "granted": granted, "emergency": emergency, "actions_per_item": actions_per_item,
                        "reviewed_at": timestamp.isoformat(), "reviewed_by": actor["sub"]}

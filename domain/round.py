@@ -175,10 +175,11 @@ class IdentificationRound(Aggregate):
         if waiting:
             raise RoundStepsUnfinished(f"{sum(waiting.values())} case(s) still have a step to go",
                                        unfinished=waiting)
-        self._closed(closed_on=today, cases=cases, actor=actor.as_dict(), timestamp=now)
+        self._closed(school_id=self.school_id, closed_on=today, cases=cases, actor=actor.as_dict(), timestamp=now)
 
     @event("RoundClosed", topic="round.closed")
-    def _closed(self, closed_on: date, cases: int, actor: dict[str, str], timestamp: datetime) -> None:
+    def _closed(self, school_id: str, closed_on: date, cases: int, actor: dict[str, str],
+                timestamp: datetime) -> None:
         self.closed_on = closed_on
         self.closing = {"closed_on": closed_on, "cases": cases, "by": actor}
 

@@ -9,7 +9,10 @@ from projections.followups import FollowUps
 from projections.home_visits import HomeVisits
 from projections.integrity import IntegrityRegister
 from projections.ledger import Ledger
+from projections.model_review import AssessmentOutcomes
 from projections.notices import Notices
+from projections.notifications import Notifications
+from projections.rounds import Rounds
 from projections.runner import View
 from projections.spot_checks import SpotChecks
 
@@ -20,6 +23,7 @@ def all_views(secret: str | None = None) -> list[View]:
     `secret` (ZIZHU_SECRET) keys the views that hold keyed hashes of people; without it they are left out, since a
     runner without the secret could only build them wrong."""
     views: list[View] = [CaseIndex(), CaseVersions(), Notices(), Ledger(), FollowUps(), SpotChecks()]
+    views += [Rounds(), Notifications(), AssessmentOutcomes()]
     if secret is not None:
         keys = PersonKeys(secret)
         views += [HomeVisits(keys), IntegrityRegister(keys)]

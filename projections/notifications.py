@@ -1,0 +1,233 @@
+"""Notifications: who is told what about each event (the fan-out), kept as an inbox per recipient.
+
+Recipient scopes:
+- `case:<case id>`: the applicant (student or guardian) of that case; an applicant's inbox is found by the case IDs
+  derived from their resident ID number, so no ID number is stored here;
+- `school:<school id>`: the school's aid office staff;
+- `class:<school id>/<class id>`: the class evaluation group;
+- `region:<school region code>`: education bureaus whose region covers it.
+
+What a message may carry (DOMAIN.md's privacy rules): only what its recipient can already see, and less where
+possible. Never a resident ID number or a name; never the objector or the grounds of an objection; never the
+special-group category (the class is told only that a case awaits its evaluation); staff messages name the case by
+its ID and class. Message texts are short Chinese sentences, their `data` the facts a client needs to link through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    select,
+)
+from sqlalchemy.engine import Connection
+
+from projections.runner import Envelope, View
+
+CASE_TOPICS = tuple(f"case.{name}" for name in (
+    "applied", "amended", "withdrawn", "verified", "assessed", "class_evaluated", "rated", "publicized",
+    "publicity_exempted", "objected", "objection_resolved", "confirmed", "archived", "follow_up_selected",
+    "follow_up_recorded", "readjusted", "aid_granted", "funds_disbursed", "revoked", "funds_recovery_ordered",
+    "funds_recovered"))
+OTHER_TOPICS = ("round.opened", "round.closed", "support_plan.plan_created", "support_plan.reviewed")
+
+
+@dataclass(frozen=True)
+class Message:
+    recipient_kind: str  # case | school | class | region
+    recipient_key: str
+    kind: str
+    title: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CaseContext:
+    """What the fan-out needs to know about a case beyond the event in hand."""
+
+    case_id: str
+    school_id: str
+    class_id: str
+    school_region: str
+    data_matched: bool = False
+
+
+def _value(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def _level(value: Any) -> str:
+    return "not_identified" if value is None else str(_value(value))
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def fan_out(kind: str, event: Any, ctx: CaseContext | None) -> list[Message]:
+    """The messages one event sends, per recipient. Round and plan events carry their own context."""
+    if kind == "RoundOpened":
+        data = {"round_id": str(event.originator_id), "kind": event.kind, "academic_year": event.academic_year,
+                "opens_on": _iso(event.opens_on), "closes_on": _iso(event.closes_on)}
+        return [Message("school", event.school_id, "round.opened", "认定工作已开启，请按时完成各环节", data)]
+    if kind == "RoundClosed":
+        return [Message("school", event.school_id, "round.closed", "认定工作已结束",
+                        {"round_id": str(event.originator_id), "closed_on": _iso(event.closed_on)})]
+    if kind == "PlanCreated":
+        return [Message("case", event.case_id, "plan.created", "你的一人一案资助育人方案已制定",
+                        {"plan_id": str(event.originator_id), "case_id": event.case_id})]
+    if kind == "PlanReviewed":
+        return [Message("case", event.case_id, "plan.reviewed", "你的资助育人方案已完成年度评估",
+                        {"plan_id": str(event.originator_id), "case_id": event.case_id})]
+    if ctx is None:
+        return []
+    case = {"case_id": ctx.case_id}
+    staff = {"case_id": ctx.case_id, "class_id": ctx.class_id}
+    to_applicant = ("case", ctx.case_id)
+    to_school = ("school", ctx.school_id)
+    out: list[tuple[tuple[str, str], str, str, dict[str, Any]]] = []
+    if kind == "Applied":
+        out += [(to_applicant, "case.applied", "认定申请已提交，等待身份核验", case),
+                (to_school, "case.applied", "收到新的认定申请", staff)]
+    elif kind == "Amended":
+        out += [(to_school, "case.amended", "申请人修改了认定申请，需重新核验", staff)]
+    elif kind == "Withdrawn":
+        out += [(to_applicant, "case.withdrawn", "认定申请已撤回", case),
+                (to_school, "case.withdrawn", "一份认定申请已撤回", staff)]
+    elif kind == "Verified":
+        out += [(to_applicant, "case.verified", "身份核验已完成", case)]
+    elif kind == "Assessed":
+        if not ctx.data_matched:
+            out += [(("class", f"{ctx.school_id}/{ctx.class_id}"), "case.awaiting_evaluation",
+                     "有认定申请等待班级民主评议", staff)]
+    elif kind == "ClassEvaluated":
+        out += [(to_school, "case.awaiting_rating", "班级评议已完成，等待学校认定", staff)]
+    elif kind == "Rated":
+        out += [(to_applicant, "case.rated", "学校已作出认定", {**case, "level": _level(event.level)})]
+    elif kind == "Publicized":
+        window = {"starts_on": _iso(event.starts_on), "ends_on": _iso(event.ends_on)}
+        out += [(to_applicant, "case.publicized", "认定结果进入公示期", {**case, **window}),
+                (to_school, "deadline.notice_window", "公示期截止前需处理全部异议", {**staff, **window})]
+    elif kind == "PublicityExempted":
+        out += [(to_applicant, "case.publicity_exempted", "认定结果按规定免于公示", case)]
+    elif kind == "Objected":
+        out += [(to_applicant, "case.objection_raised", "认定结果收到异议，学校将复核", case),
+                (to_school, "case.objection_raised", "公示期收到异议，请及时处理",
+                 {**staff, "objection_id": event.objection_id})]
+    elif kind == "ObjectionResolved":
+        out += [(to_applicant, "case.objection_resolved", "异议已处理", {**case, "outcome": event.outcome})]
+    elif kind == "Confirmed":
+        out += [(to_applicant, "case.confirmed", "认定结果已确认", case),
+                (to_school, "case.confirmed", "公示结束，认定结果已确认", staff)]
+    elif kind == "Archived":
+        out += [(to_applicant, "case.archived", "认定结果已建档备案", case)]
+    elif kind == "FollowUpSelected":
+        out += [(to_school, "deadline.follow_up", "本学期需完成的核实抽查",
+                 {**staff, "deadline": _iso(event.deadline)})]
+    elif kind == "FollowUpRecorded":
+        out += [(to_applicant, "case.follow_up_recorded", "学校已完成对你的认定结果的了解核实",
+                 {**case, "finding": event.finding})]
+    elif kind == "Readjusted":
+        out += [(to_applicant, "case.readjusted", "认定结果已动态调整", {**case, "level": _level(event.level)})]
+    elif kind == "AidGranted":
+        out += [(to_applicant, "aid.granted", "你获得一项资助",
+                 {**case, "programme": event.programme, "amount": str(event.amount)})]
+    elif kind == "FundsDisbursed":
+        out += [(to_applicant, "aid.disbursed", "资助资金已发放", {**case, "amount": str(event.amount)})]
+    elif kind == "Revoked":
+        out += [(to_applicant, "case.revoked", "认定资格已取消", case),
+                (to_school, "case.revoked", "一名学生的认定资格已取消", staff),
+                (("region", ctx.school_region), "case.revoked", "辖区学校取消了一名学生的认定资格",
+                 {**case, "school_id": ctx.school_id})]
+    elif kind == "FundsRecoveryOrdered":
+        amount = {"amount": str(event.amount)}
+        out += [(to_applicant, "recovery.ordered", "需退回已发放的资助资金", {**case, **amount}),
+                (to_school, "recovery.ordered", "已下达资金追回决定", {**staff, **amount})]
+    elif kind == "FundsRecovered":
+        out += [(to_applicant, "recovery.recorded", "已收到退回的资助资金", {**case, "amount": str(event.amount)})]
+    return [Message(to[0], to[1], k, title, dict(data)) for to, k, title, data in out]
+
+
+class Notifications(View):
+    name: ClassVar[str] = "notifications"
+    schema_version: ClassVar[int] = 1
+    topics: ClassVar[tuple[str, ...]] = CASE_TOPICS + OTHER_TOPICS
+
+    def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
+        cases = Table(
+            f"notification_cases{suffix}", md,
+            Column("case_id", String(36), primary_key=True),
+            Column("school_id", String(32), nullable=False),
+            Column("class_id", String(64), nullable=False),
+            Column("school_region", String(6), nullable=False),
+            Column("data_matched", Boolean, nullable=False),
+        )
+        messages = Table(
+            f"notifications{suffix}", md,
+            Column("position", BigInteger, primary_key=True),
+            Column("seq", Integer, primary_key=True),
+            Column("recipient_kind", String(8), nullable=False),
+            Column("recipient_key", String(100), nullable=False),
+            Column("kind", String(48), nullable=False),
+            Column("title", String(200), nullable=False),
+            Column("data", JSON, nullable=False),
+            Column("occurred_at", DateTime(timezone=True), nullable=False),
+        )
+        Index(f"ix_notifications{suffix}_inbox", messages.c.recipient_kind, messages.c.recipient_key,
+              messages.c.position)
+        return {"cases": cases, "messages": messages}
+
+    def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
+        cases = tables["cases"]
+        ids = {str(e.case_id) for e in batch if e.topic.startswith("case.")}
+        known: dict[str, CaseContext] = {
+            r.case_id: CaseContext(r.case_id, r.school_id, r.class_id, r.school_region, r.data_matched)
+            for r in conn.execute(select(cases).where(cases.c.case_id.in_(ids)))
+        } if ids else {}
+        existing = set(known)
+        touched: set[str] = set()
+        rows: list[dict[str, Any]] = []
+        for envelope in batch:
+            event = envelope.event
+            kind = type(event).__name__
+            ctx = None
+            if envelope.topic.startswith("case."):
+                key = str(envelope.case_id)
+                if kind == "Applied":
+                    student = event.form["student"]
+                    known[key] = CaseContext(key, student["school_id"], student["class_id"], event.school_region)
+                    touched.add(key)
+                elif kind == "Amended" and key in known:
+                    known[key].class_id = event.form["student"]["class_id"]
+                    known[key].data_matched = False
+                    touched.add(key)
+                elif kind == "Verified" and key in known:
+                    known[key].data_matched = event.method == "data_match" and bool(event.confirmed)
+                    touched.add(key)
+                ctx = known.get(key)
+            for seq, message in enumerate(fan_out(kind, event, ctx)):
+                rows.append({"position": envelope.position, "seq": seq, "recipient_kind": message.recipient_kind,
+                             "recipient_key": message.recipient_key, "kind": message.kind, "title": message.title,
+                             "data": message.data, "occurred_at": envelope.occurred_at})
+        new = [vars(known[k]) for k in touched if k not in existing]
+        changed = [{**vars(known[k]), "b_case_id": k} for k in touched if k in existing]
+        if new:
+            conn.execute(cases.insert(), new)
+        if changed:
+            columns: dict[str, Any] = {c.name: bindparam(c.name) for c in cases.columns if c.name != "case_id"}
+            conn.execute(cases.update().where(cases.c.case_id == bindparam("b_case_id")).values(columns), changed)
+        if rows:
+            conn.execute(tables["messages"].insert(), rows)
