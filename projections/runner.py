@@ -204,17 +204,28 @@ class Projections:
         spec = self.views[view]
         tables = self.tables_of(view, generation)
         key = and_(projection_state.c.view == view, projection_state.c.generation == generation)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(projection_state.c.position, projection_state.c.status).where(key)).first()
+        if row is None or row.status == "retired":
+            return 0
+        position = int(row.position)
+        # The batch is read and decoded BEFORE the write lock is taken. On SQLite, holding the database's write lock
+        # while waiting for the event store's connection pool deadlocks (until a 5 s pool timeout) with a command
+        # that holds the pool's writer slot and waits for that lock: found by tests/reliability/test_concurrency.
+        notifications = self.store.recorder.select_notifications(
+            start=position + 1, limit=limit or self.batch_size, topics=spec.topics)
+        if not notifications:
+            return 0
+        batch = [self._envelope(n) for n in notifications]
         with self.engine.begin() as conn:
-            touched = conn.execute(update(projection_state).where(key, projection_state.c.status != "retired")
+            # Compare-and-set under the row's lock: if another runner moved this generation since the read above,
+            # nothing is applied here (exactly once), and the next step reads from where that runner stopped.
+            touched = conn.execute(update(projection_state)
+                                   .where(key, projection_state.c.status != "retired",
+                                          projection_state.c.position == position)
                                    .values(updated_at=datetime.now(UTC)))
             if touched.rowcount == 0:
                 return 0
-            position = int(conn.execute(select(projection_state.c.position).where(key)).scalar_one())
-            notifications = self.store.recorder.select_notifications(
-                start=position + 1, limit=limit or self.batch_size, topics=spec.topics)
-            if not notifications:
-                return 0
-            batch = [self._envelope(n) for n in notifications]
             spec.handle(conn, tables, batch)
             conn.execute(update(projection_state).where(key).values(position=batch[-1].position))
         self.log.debug("projection_batch", view=view, generation=generation, events=len(batch),
