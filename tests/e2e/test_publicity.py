@@ -28,6 +28,10 @@ Open = Callable[..., TestClient]
 
 @pytest.fixture
 def open_client(database_url: str) -> Iterator[Open]:
+    yield from client_factory(database_url)
+
+
+def client_factory(database_url: str) -> Iterator[Open]:
     """open_client(now=…, **settings) → a running app on the test's store; calling again with a later `now` is a
     restart of the service on the same store (the previous app is shut down first)."""
     stack = ExitStack()
@@ -64,11 +68,13 @@ def services_of(client: TestClient) -> Services:
 
 
 def rated_case(client: TestClient, auth: TokenFactory, seq: int, *, school: str = GX_SCHOOL,
-               class_id: str = "G10-3", level: str = "especially_difficult") -> str:
+               class_id: str = "G10-3", level: str = "especially_difficult", name: str = "韦小明") -> str:
     """A case taken through apply → verify → assess → evaluate → rate by HTTP; returns its id."""
     region = "450103" if school == GX_SCHOOL else "320102"
     staff = auth("school", school=school)
-    created = client.post("/v1/cases", json=form(seq, school_id=school, region=region, class_id=class_id),
+    body = form(seq, school_id=school, region=region, class_id=class_id)
+    body["student"]["name"] = name
+    created = client.post("/v1/cases", json=body,
                           headers=auth("applicant", sub=f"guardian-{seq}", student=id_number(seq, region=region)))
     assert created.status_code == 201, created.text
     case_id: str = created.json()["id"]
