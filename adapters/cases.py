@@ -227,11 +227,17 @@ class CaseService:
                 if verification_method is not VerificationMethod.DATA_MATCH or matcher is None:
                     raise ValidationFailed("confirmed_categories is required unless matching against registries",
                                            field="confirmed_categories")
-                confirmed = matcher(case)
+                matched = matcher(case)
+                # The matcher also reports what the registries show but could not confirm (a name mismatch, an
+                # entry out of force) as note-only items: they join the notes so staff see why a claim stands.
+                confirmed = [m for m in matched if m.get("category")]
+                found = [m["note"] for m in matched if not m.get("category") and m.get("note")]
             else:
                 confirmed = [_confirmed_item(item, i, verification_method.value)
                              for i, item in enumerate(confirmed_categories)]
-            case.verify(method=verification_method, confirmed=confirmed, notes=notes, actor=principal.actor,
+                found = []
+            text = "; ".join(n for n in [(notes or "").strip(), *found] if n)
+            case.verify(method=verification_method, confirmed=confirmed, notes=text, actor=principal.actor,
                         now=now)
 
         return self.execute(principal, case_id, "verify", expected_version, decide)

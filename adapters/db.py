@@ -36,8 +36,11 @@ def create_tables(engine: Engine) -> None:
     # Importing registers the tables on `metadata`.
     import adapters.access_log  # noqa: F401
     import adapters.calendar
+    import adapters.consumption
+    import adapters.evaluation
     import adapters.idempotency
     import adapters.notifications
+    import adapters.registries
     import adapters.schools  # noqa: F401
     import projections  # noqa: F401
 

@@ -99,6 +99,18 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/regions/{region_code}/model-review"): frozenset({B, AU}),
     ("GET", "/v1/regions/{region_code}/profiles"): frozenset({B, AU}),
     ("POST", "/v1/regions/{region_code}/profiles"): frozenset({B}),
+    # identification engine: registry lists and data matching, class evaluation groups, campus-card warnings
+    ("POST", "/v1/registries/{source}/imports"): frozenset({S, B}),
+    ("GET", "/v1/registries/imports"): frozenset({S, B, AU}),
+    ("POST", "/v1/schools/{school_id}/verify-by-data"): frozenset({S}),
+    ("GET", "/v1/schools/{school_id}/outreach"): frozenset({S, B, AU}),
+    ("POST", "/v1/schools/{school_id}/classes/{class_id}/panel"): frozenset({S}),
+    ("GET", "/v1/schools/{school_id}/classes/{class_id}/panel"): frozenset({E, S, B, AU}),
+    ("POST", "/v1/cases/{case_id}/votes"): frozenset({E}),
+    ("POST", "/v1/cases/{case_id}/evaluation/close"): frozenset({E}),
+    ("POST", "/v1/schools/{school_id}/consumption/imports"): frozenset({S}),
+    ("GET", "/v1/schools/{school_id}/consumption/warnings"): frozenset({S, B, AU}),
+    ("GET", "/v1/regions/{region_code}/departures"): frozenset({B, AU}),
 }
 
 

@@ -24,6 +24,7 @@ from adapters.db import create_db_engine, create_tables
 from adapters.exports import ExportService
 from adapters.idempotency import RequestLog
 from adapters.logs import configure_logging, get_logger
+from adapters.matching import IdentificationEngine
 from adapters.model_review import PublishedProfiles
 from adapters.notifications import Dispatcher, DispatcherThread, LoggingNotifier
 from adapters.policies import Profiles
@@ -37,7 +38,19 @@ from api.deps import Services
 from api.errors import install_error_handlers
 from api.hardening import install_security
 from api.idempotency import IdempotencyMiddleware
-from api.routes import aftercare, audit, cases, model_review, notifications, plans, publicity, queries, rounds
+from api.routes import (
+    aftercare,
+    audit,
+    cases,
+    evaluation,
+    model_review,
+    notifications,
+    plans,
+    publicity,
+    queries,
+    registries,
+    rounds,
+)
 from projections import all_views
 from projections.case_versions import AsOfIndex
 from projections.runner import Projections, RunnerThread
@@ -71,10 +84,14 @@ def build_services(settings: Settings) -> Services:
     cases.admission_checks.append(RoundService(store, clock, profiles, schools, projections).admit)
     cases.as_of_index = AsOfIndex(projections)
     calendar = WorkingCalendar(engine)
+    identification = IdentificationEngine.build(secret=settings.secret, engine=engine, cases=cases,
+                                                projections=projections, schools=schools, profiles=profiles,
+                                                clock=clock)
     return Services(settings=settings, store=store, engine=engine, clock=clock, profiles=profiles,
                     schools=schools, cases=cases, projections=projections, calendar=calendar,
                     publicity=PublicityService(cases, calendar, projections, settings.secret),
-                    deadlines=DeadlineJob(cases, projections), exports=ExportService(cases, projections))
+                    deadlines=DeadlineJob(cases, projections), exports=ExportService(cases, projections),
+                    identification=identification, matcher=identification.matching.matcher)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -155,6 +172,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(plans.router)
     app.include_router(notifications.router)
     app.include_router(model_review.router)
+    app.include_router(registries.router)
+    app.include_router(evaluation.router)
     return app
 
 

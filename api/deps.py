@@ -14,6 +14,7 @@ from adapters.calendar import WorkingCalendar
 from adapters.cases import CaseService
 from adapters.clock import Clock
 from adapters.exports import ExportService
+from adapters.matching import IdentificationEngine
 from adapters.policies import Profiles
 from adapters.publicity import PublicityService
 from adapters.scheduler import DeadlineJob
@@ -44,6 +45,8 @@ class Services:
     publicity: PublicityService | None = None
     deadlines: DeadlineJob | None = None
     exports: ExportService | None = None
+    # Registry imports, data matching, class evaluation groups, consumption warnings (adapters/matching.py).
+    identification: IdentificationEngine | None = None
 
 
 def get_services(request: Request) -> Services:

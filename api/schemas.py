@@ -101,8 +101,10 @@ class PanelMember(Strict):
 
 
 class EvaluateIn(Strict):
-    votes_for: Annotated[int, Field(ge=0, le=1000)]
-    votes_against: Annotated[int, Field(ge=0, le=1000)]
+    """The tally as counted by hand; with no votes at all, the group's leader closes on the recorded ballots."""
+
+    votes_for: Annotated[int, Field(ge=0, le=1000)] | None = None
+    votes_against: Annotated[int, Field(ge=0, le=1000)] | None = None
     recommended_level: str | None = None
     panel: list[PanelMember] = Field(default_factory=list, max_length=50)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from adapters.person_keys import PersonKeys
+from adapters.registries import SubjectKeys
 from projections.case_index import CaseIndex
+from projections.case_keys import CaseKeys
 from projections.case_versions import CaseVersions
 from projections.followups import FollowUps
 from projections.home_visits import HomeVisits
@@ -27,4 +29,5 @@ def all_views(secret: str | None = None) -> list[View]:
     if secret is not None:
         keys = PersonKeys(secret)
         views += [HomeVisits(keys), IntegrityRegister(keys)]
+        views.append(CaseKeys(SubjectKeys(secret)))
     return views

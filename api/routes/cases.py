@@ -109,8 +109,11 @@ def assess(case_id: str, principal: PrincipalDep, services: ServicesDep, expecte
 @router.post("/{case_id}/evaluate")
 def evaluate(case_id: str, body: EvaluateIn, principal: PrincipalDep, services: ServicesDep,
              expected: ExpectedVersion) -> JSONResponse:
-    outcome = services.cases.evaluate(principal, _case_id(case_id), votes_for=body.votes_for,
-                                   votes_against=body.votes_against, recommended_level=body.recommended_level,
+    if body.votes_for is None and body.votes_against is None and services.identification is not None:
+        # No tally in the body: close on the ballots the group's members cast (POST /v1/cases/{id}/votes).
+        return _outcome_response(services.identification.evaluation.close(principal, _case_id(case_id), expected))
+    outcome = services.cases.evaluate(principal, _case_id(case_id), votes_for=body.votes_for or 0,
+                                   votes_against=body.votes_against or 0, recommended_level=body.recommended_level,
                                    panel=[p.model_dump() for p in body.panel], expected_version=expected)
     return _outcome_response(outcome)
 

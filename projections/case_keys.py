@@ -1,0 +1,105 @@
+"""The case keys view: each case's registry subject key, for matching cases against registry lists in bulk.
+
+One row per case: the keyed hash of the student's ID number and name (the same HMAC the registry import uses, so
+rows join on it; never the number or the name itself), the school and academic year, the application date, and
+the categories claimed and confirmed. It serves the school-wide verification by data matching (which registry
+entries to fetch) and the outreach list (资助找人: registry entries for students who did not claim the category).
+
+The view needs the subject key, so it is built with one (`all_views(secret)`); changing ZIZHU_SECRET means
+importing the registries again and `zizhu rebuild --projection case_keys`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from sqlalchemy import BigInteger, Boolean, Column, Date, Index, MetaData, String, Table, bindparam, select
+from sqlalchemy.engine import Connection
+
+from adapters.registries import SubjectKeys
+from domain.case import local_date
+from projections.runner import Envelope, View
+
+TOPICS = ("case.applied", "case.amended", "case.verified", "case.withdrawn")
+
+
+def joined(values: Sequence[str]) -> str:
+    return ",".join(sorted(set(values)))
+
+
+def split(value: str | None) -> list[str]:
+    return [v for v in (value or "").split(",") if v]
+
+
+class CaseKeys(View):
+    name: ClassVar[str] = "case_keys"
+    schema_version: ClassVar[int] = 1
+    topics: ClassVar[tuple[str, ...]] = TOPICS
+
+    def __init__(self, keys: SubjectKeys) -> None:
+        self.keys = keys
+
+    def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
+        table = Table(
+            f"case_keys{suffix}", md,
+            Column("case_id", String(36), primary_key=True),
+            Column("id_key", String(32), nullable=False),
+            Column("name_key", String(32), nullable=False),
+            Column("school_id", String(32), nullable=False),
+            Column("academic_year", String(9), nullable=False),
+            Column("applied_on", Date, nullable=False),
+            Column("claimed", String(400), nullable=False),
+            Column("confirmed", String(400), nullable=False),
+            Column("verified_method", String(16)),
+            Column("withdrawn", Boolean, nullable=False),
+            Column("position", BigInteger, nullable=False),
+        )
+        Index(f"ix_case_keys{suffix}_school", table.c.school_id, table.c.academic_year)
+        Index(f"ix_case_keys{suffix}_id_key", table.c.id_key)
+        return {"keys": table}
+
+    def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
+        table = tables["keys"]
+        ids = {str(e.case_id) for e in batch}
+        rows: dict[str, dict[str, Any]] = {
+            r.case_id: dict(r._mapping) for r in conn.execute(select(table).where(table.c.case_id.in_(ids)))
+        }
+        existing = set(rows)
+        for envelope in batch:
+            self._apply(rows, envelope)
+        new = [r for k, r in rows.items() if k not in existing]
+        changed = [{**r, "b_case_id": k} for k, r in rows.items() if k in existing]
+        if new:
+            conn.execute(table.insert(), new)
+        if changed:
+            columns: dict[str, Any] = {c.name: bindparam(c.name) for c in table.columns if c.name != "case_id"}
+            conn.execute(table.update().where(table.c.case_id == bindparam("b_case_id")).values(columns), changed)
+
+    def _apply(self, rows: dict[str, dict[str, Any]], envelope: Envelope) -> None:
+        event = envelope.event
+        kind = type(event).__name__
+        key = str(envelope.case_id)
+        if kind == "Applied":
+            student = event.form["student"]
+            rows[key] = {
+                "case_id": key, "id_key": self.keys.id_key(student["id_number"]),
+                "name_key": self.keys.name_key(student["name"]), "school_id": student["school_id"],
+                "academic_year": event.form["academic_year"], "applied_on": local_date(envelope.occurred_at),
+                "claimed": joined(event.form.get("claimed_categories", [])), "confirmed": "",
+                "verified_method": None, "withdrawn": False, "position": envelope.position,
+            }
+            return
+        row = rows.get(key)
+        if row is None:
+            return
+        if kind == "Amended":
+            # An amendment sends the case back to verification: what was confirmed no longer stands.
+            row.update(name_key=self.keys.name_key(event.form["student"]["name"]),
+                       claimed=joined(event.form.get("claimed_categories", [])), confirmed="",
+                       verified_method=None)
+        elif kind == "Verified":
+            row.update(confirmed=joined([c["category"] for c in event.confirmed]), verified_method=event.method)
+        elif kind == "Withdrawn":
+            row["withdrawn"] = True
+        row["position"] = envelope.position
