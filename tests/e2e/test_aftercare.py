@@ -4,15 +4,20 @@ spring readjustment, aid and its targets, revocation and recovery, the ledgers, 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import pytest
 
+from adapters.aftercare import Aftercare, SampleResult
+from adapters.person_keys import PersonKeys
 from domain.sampling import draw
-from tests.conftest import TokenFactory
-from tests.e2e.aftercare_support import Open, identified, open_service, version_of
+from tests.conftest import SECRET, TokenFactory
+from tests.e2e.aftercare_support import Open, identified, open_service, services_of, staff, version_of
 from tests.support import GX_SCHOOL, JS_SCHOOL, form, id_number
 
 E, D, G = "especially_difficult", "difficult", "generally_difficult"
@@ -342,3 +347,53 @@ def test_a_bureau_draws_assigns_and_follows_up_spot_checks_in_its_region(
     assert row["recorded"] == 1 and row["inconsistent"] == 1 and row["assigned"] == len(school["drawn"])
     assert sorted(row["overdue"]) == sorted(rest) and overview["overdue"] == len(rest)
     assert row["formula"]["school_rate"] == "0.20"
+
+
+# ---------------------------------------------------------------------------------------------- races and rebuilds
+
+
+def test_two_simultaneous_draws_make_one_sample(service_at: Open, auth: TokenFactory) -> None:
+    client = service_at()
+    for seq in range(1, 5):
+        identified(client, seq, level=G if seq % 2 else E)
+    services = services_of(client)
+    aftercare = Aftercare(services.cases, services.projections, PersonKeys(SECRET))
+    office = staff(GX_SCHOOL)
+    gate = threading.Barrier(2)
+
+    def draw_once(seed: str) -> SampleResult:
+        gate.wait()
+        return aftercare.draw_follow_up_sample(office, GX_SCHOOL, seed=seed)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(draw_once, ["seed-a", "seed-b"]))
+    assert sorted(r.created for r in results) == [False, True]
+    assert results[0].sample.id == results[1].sample.id and results[0].sample.seed == results[1].sample.seed
+    winner = next(r for r in results if r.created).sample
+    for case_id in winner.drawn_cases:
+        selected = [e for e in services.store.events.get(UUID(case_id)) if type(e).__name__ == "FollowUpSelected"]
+        assert len(selected) == 1
+
+
+def test_every_after_identification_view_rebuilds_to_the_same_rows(service_at: Open, auth: TokenFactory) -> None:
+    client = service_at()
+    school = auth("school", school=GX_SCHOOL)
+    first, second = identified(client, 1, level=E), identified(client, 2, level=G)
+    client.post(f"/v1/schools/{GX_SCHOOL}/follow-ups/sample", headers=school, json={"seed": "r"})
+    client.post(f"/v1/cases/{second}/follow-up", headers=school,
+                json={"method": "letter", "checked_on": "2025-09-15", "finding": "inconsistent"})
+    client.post(f"/v1/cases/{first}/home-visit", headers=school, json={"visited_on": "2025-09-15"})
+    client.post(f"/v1/cases/{first}/grant-aid", headers=school,
+                json={"programme": "national_grant", "amount": "1200.00"})
+    client.post(f"/v1/cases/{first}/disburse", headers=school, json={"amount": "1200.00"})
+    client.post(f"/v1/cases/{first}/revoke", headers=school, json={"reason": "false statement", "dishonest": True})
+    client.post(f"/v1/cases/{first}/order-recovery", headers=school, json={"amount": "1200.00"})
+    client.post(f"/v1/cases/{first}/record-recovery", headers=school, json={"amount": "200.00"})
+    client.post("/v1/regions/450100/spot-checks", headers=auth("bureau", region="450100"), json={"seed": "r"})
+    services = services_of(client)
+    views = ("ledger", "follow_ups", "home_visits", "integrity_register", "spot_checks")
+    services.projections.catch_up()
+    before = {view: services.projections.checksum(view) for view in views}
+    for view in views:
+        services.projections.rebuild(view)
+    assert {view: services.projections.checksum(view) for view in views} == before
