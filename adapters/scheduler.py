@@ -13,6 +13,7 @@ runs or processes overlap; a stale view row costs one refused attempt, never a s
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from uuid import UUID
@@ -100,6 +101,9 @@ class DeadlineScheduler:
         self._scheduler = BackgroundScheduler(timezone=UTC)
 
     def start(self) -> None:
+        # APScheduler logs two INFO lines per run; the job logs what it did itself, as a structured event.
+        for name in ("apscheduler.scheduler", "apscheduler.executors.default"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         # coalesce + one instance: runs missed while busy or suspended collapse into one, never overlap.
         self._scheduler.add_job(self._run, "interval", seconds=self.interval, id=JOB_ID, replace_existing=True,
                                 next_run_time=datetime.now(UTC), coalesce=True, max_instances=1)
