@@ -17,12 +17,18 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import ValidationFailed
+from domain.errors import RuleViolated, ValidationFailed
 from domain.sampling import stratified
 from domain.values import Actor
 
 SAMPLE_NAMESPACE = uuid.UUID("0b6f3c52-6a55-4f7e-9d0e-2f3c1a7b9e40")
 MAX_SEED_LENGTH = 64
+
+
+class NoIdentifiedCases(RuleViolated):
+    """A sample drawn from nothing would stand for the whole semester: drawing waits for identified cases."""
+
+    code = "no_identified_cases"
 
 
 def sample_id_for(school_id: str, semester: str) -> uuid.UUID:
@@ -48,6 +54,9 @@ class FollowUpSample(Aggregate):
              actor: Actor, now: datetime) -> FollowUpSample:
         """Draws each level's share of the school's identified cases with `seed`."""
         seed = check_seed(seed)
+        if not any(strata.values()):
+            raise NoIdentifiedCases(f"the school has no identified cases in {semester}'s academic year to draw from",
+                                    semester=semester)
         parts = stratified(strata, rates, seed)
         drawn = cls.Drawn  # type: ignore[attr-defined]  # defined by the @event decorator on __init__
         return cls._create(drawn, id=sample_id_for(school_id, semester), timestamp=now, school_id=school_id,

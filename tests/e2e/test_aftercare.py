@@ -78,6 +78,8 @@ def test_checks_are_recorded_on_drawn_cases_only_and_the_school_view_shows_compl
         service_at: Open, auth: TokenFactory) -> None:
     client = service_at()
     school = auth("school", school=GX_SCHOOL)
+    empty = client.post(f"/v1/schools/{GX_SCHOOL}/follow-ups/sample", headers=school, json={})
+    assert empty.status_code == 409 and empty.json()["code"] == "no_identified_cases"  # too early: nothing drawn
     ids = [identified(client, seq, level=level) for seq, level in enumerate([E, E, G, G], start=1)]
     sample = client.post(f"/v1/schools/{GX_SCHOOL}/follow-ups/sample", headers=school, json={}).json()
     assert len(sample["seed"]) == 16  # drawn with a fresh random seed, recorded

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.errors import RuleViolated, ValidationFailed
-from domain.followup import FollowUpSample, sample_id_for
+from domain.followup import FollowUpSample, NoIdentifiedCases, sample_id_for
 from domain.sampling import bounded_size, draw, rank, share_size, stratified
 from domain.spotcheck import (
     NotAssigned,
@@ -143,8 +143,15 @@ def test_a_follow_up_sample_records_seed_population_share_and_draw_under_a_deriv
 def test_a_seed_is_short_printable_text(seed: str) -> None:
     with pytest.raises(ValidationFailed):
         FollowUpSample.draw(school_id="S1", school_region="450103", semester="2025-2026-1", seed=seed,
-                            deadline=date(2026, 1, 31), strata={}, rates=RATES, profile_version="p",
-                            actor=SCHOOL, now=NOW)
+                            deadline=date(2026, 1, 31), strata={"difficult": ["a"]}, rates=RATES,
+                            profile_version="p", actor=SCHOOL, now=NOW)
+
+
+def test_a_sample_is_not_drawn_from_nothing() -> None:
+    with pytest.raises(NoIdentifiedCases):
+        FollowUpSample.draw(school_id="S1", school_region="450103", semester="2025-2026-1", seed="s",
+                            deadline=date(2026, 1, 31), strata={"difficult": [], "especially_difficult": []},
+                            rates=RATES, profile_version="p", actor=SCHOOL, now=NOW)
 
 
 # ---------------------------------------------------------------------------------------------- spot checks
