@@ -250,8 +250,10 @@ class Projections:
                 continue
             entry = result.setdefault(row.view, {})
             if row.status == "active":
-                entry.update(position=int(row.position), lag=max(head - int(row.position), 0),
-                             generation=row.generation)
+                # A view that reads only some topics rests below the head when nothing it reads is newer.
+                position = int(row.position)
+                lag = 0 if self._caught_up(row.view, position, head) else max(head - position, 0)
+                entry.update(position=position, lag=lag, generation=row.generation)
             else:
                 entry["rebuilding"] = {"generation": row.generation, "position": int(row.position)}
         return result
