@@ -385,6 +385,7 @@ class ConsumptionData:
                 "advice": "warnings are advice for staff to look into, never a decision on any case"}
 
     def _cases(self, keys: Collection[str], chunk: int = 500) -> dict[str, dict[str, Any]]:
+        self.projections.wait_for("case_index", self.projections.head())
         table = self.projections.active_tables("case_index")["cases"]
         found: dict[str, dict[str, Any]] = {}
         wanted = list(keys)

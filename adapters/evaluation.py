@@ -244,6 +244,7 @@ class ClassEvaluation:
                 raise NotInScope("no such region")
         elif principal.role is not Role.AUDITOR:
             raise Forbidden(f"the {principal.role.value} role cannot read the departures report")
+        self.projections.wait_for("case_index", self.projections.head())
         cases = self.projections.active_tables("case_index")["cases"]
         low, high = region_range(prefix)
         query = (select(cases.c.school_id, cases.c.level, cases.c.suggested_level, cases.c.departs_from_suggestion,
