@@ -145,7 +145,11 @@ class CaseService:
             version = self.version_as_of(case_id, as_of, current_version=current.version)
             if version is None:
                 raise CaseNotFound("the case did not exist yet at that time")
-        if version is None or version >= current.version:
+        if version is not None and version > current.version:
+            # A version that never existed is not "the latest one": answering with another state would mislead.
+            raise CaseNotFound(f"the case has no version {version}; its latest is {current.version}",
+                               current_version=current.version)
+        if version is None or version == current.version:
             return current
         if version < 1:
             raise ValidationFailed("version starts at 1", field="version")

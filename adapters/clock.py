@@ -6,6 +6,7 @@ runs behind the newest event already in the log, so replayed history stays in or
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -29,17 +30,20 @@ class Clock:
         self._origin = origin.astimezone(UTC)
         self._fixed = start is not None or not_before is not None
         self._last = self._origin
+        # Requests run in a thread pool: without the lock two of them could be handed the same instant.
+        self._lock = threading.Lock()
 
     def now(self) -> datetime:
-        if self._fixed:
-            current = self._origin + timedelta(seconds=time.monotonic() - self._origin_monotonic)
-        else:
-            current = datetime.now(UTC)
-        # Never hand out the same or an earlier instant twice: event times stay strictly ordered.
-        if current <= self._last:
-            current = self._last + timedelta(microseconds=1)
-        self._last = current
-        return current
+        with self._lock:
+            if self._fixed:
+                current = self._origin + timedelta(seconds=time.monotonic() - self._origin_monotonic)
+            else:
+                current = datetime.now(UTC)
+            # Never hand out the same or an earlier instant twice: event times stay strictly ordered.
+            if current <= self._last:
+                current = self._last + timedelta(microseconds=1)
+            self._last = current
+            return current
 
     def today(self) -> date:
         """Today's date in China, where the working-day calendar and deadlines apply."""

@@ -75,7 +75,10 @@ class SchoolRegistry:
             raise ValueError(f"missing column(s): {', '.join(missing)}; expected {','.join(COLUMNS)}")
         rows: dict[str, dict[str, str]] = {}
         rejected: list[tuple[int, str]] = []
-        for line, raw_row in enumerate(reader, start=2):
+        for raw_row in reader:
+            # The reader's own count of physical lines: blank lines it skips and quoted line breaks inside a
+            # field would shift an enumerate() and send the administrator to the wrong line.
+            line = reader.line_num
             row = {k.strip(): (v or "").strip() for k, v in raw_row.items() if k}
             reason = self._check(row, known_provinces)
             if reason:

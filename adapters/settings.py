@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -78,6 +79,17 @@ class Settings(BaseSettings):
         if not (value.startswith("sqlite:///") or value.startswith("postgresql")):
             raise ValueError("ZIZHU_DATABASE_URL must be sqlite:///PATH or postgresql+psycopg://…")
         return value
+
+    @field_validator("now")
+    @classmethod
+    def _now_is_an_instant(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"ZIZHU_NOW must be an ISO 8601 time like 2025-09-15T09:00:00+08:00, "
+                                 f"not {value!r}") from None
+        return value or None
 
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:

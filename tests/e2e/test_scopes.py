@@ -152,6 +152,8 @@ def test_reads_carry_an_etag_and_earlier_states_come_back_by_version_or_time(cli
     problem(before, 404, "not_found")
     later = client.get(f"/v1/cases/{case_id}", params={"as_of": "2030-01-01T00:00:00+08:00"}, headers=staff)
     assert later.json()["version"] == 4
+    beyond = problem(client.get(f"/v1/cases/{case_id}", params={"version": 5}, headers=staff), 404, "not_found")
+    assert beyond["current_version"] == 4
     problem(client.get(f"/v1/cases/{case_id}", params={"as_of": "2025-09-15T09:00:00"}, headers=staff), 422,
             "validation_failed", field="as_of")
     problem(client.get(f"/v1/cases/{case_id}", params={"version": 2, "as_of": history[0]["occurred_at"]},

@@ -121,6 +121,18 @@ def test_schools_import_reads_utf8_with_bom_and_reports_rejected_rows_by_line(tm
     assert again.stdout.splitlines()[0] == "inserted 0, updated 1, rejected 5"
 
 
+def test_rejected_rows_are_reported_at_their_physical_line_past_blank_lines_and_quoted_breaks(
+        tmp_path: Path, database_url: str) -> None:
+    csv = tmp_path / "schools.csv"
+    csv.write_text(HEADER + "S4501030009,某校,450103,primary\n\n"
+                   + 'S4501030010,"南宁市\n分校",450103,primary\n'
+                   + "S4501030011,某校,4501,primary\n", encoding="utf-8")
+    result = run("schools", "import", str(csv), database_url=database_url)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["inserted 2, updated 0, rejected 1",
+                                          "  line 6: region_code '4501' is not a six-digit code"]
+
+
 def test_schools_import_reads_gbk_and_updates_existing_schools(tmp_path: Path, database_url: str) -> None:
     csv = tmp_path / "schools-gbk.csv"
     csv.write_bytes((HEADER + "S4501030001,南宁市青秀区示范高级中学（新校区）,450103,senior_secondary\n"
@@ -169,6 +181,8 @@ def test_serve_refuses_to_start_on_a_broken_profile_or_a_clock_setting_in_produc
     result = run("serve", "--port", str(PORT), database_url=database, ZIZHU_ENV="production",
                  ZIZHU_SECRET="s" * 40, ZIZHU_NOW="2025-09-15T09:00:00+08:00")
     assert result.exit_code == 2 and "ZIZHU_NOW is refused" in result.output
+    result = run("serve", "--port", str(PORT), database_url=database, ZIZHU_NOW="next monday")
+    assert result.exit_code == 2 and "ZIZHU_NOW must be an ISO 8601 time" in result.output
 
 
 def test_serve_runs_the_service_as_a_process_that_answers_healthz(tmp_path: Path) -> None:

@@ -5,11 +5,13 @@ concurrent ratings leave exactly one Rated event."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -17,8 +19,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from adapters import clock as clock_module
 from adapters.auth import Principal
 from adapters.cases import CaseService, Outcome
+from adapters.clock import Clock
 from adapters.policies import ProfileFileError
 from adapters.settings import REPO_ROOT, Settings
 from adapters.store import CaseStore
@@ -160,6 +164,32 @@ def test_the_clock_never_starts_behind_the_newest_event(reopen: Callable[..., Se
     assert ahead.clock.today() >= date(2026, 3, 2)
 
 
+def test_the_clock_hands_out_distinct_instants_to_concurrent_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A frozen monotonic source makes every call take the "same instant again" path, and a tiny switch interval
+    # interleaves the threads inside it: an unguarded clock hands out thousands of duplicates here.
+    monkeypatch.setattr(clock_module, "time", SimpleNamespace(monotonic=lambda: 100.0))
+    clock = Clock(start=datetime.fromisoformat("2025-09-15T09:00:00+08:00"))
+    instants: list[datetime] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        mine = [clock.now() for _ in range(5000)]
+        with lock:
+            instants.extend(mine)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=take) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(instants) == 20000 and len(set(instants)) == 20000
+
+
 def test_zizhu_now_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
     strong = "p" * 40
     with pytest.raises(ValidationError, match="ZIZHU_NOW is refused"):
@@ -172,6 +202,8 @@ def test_zizhu_now_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("ZIZHU_NOW")
     assert Settings().now is None and Settings().env == "production"
     assert Settings(env="development", now="2025-09-15T09:00:00+08:00").now is not None
+    with pytest.raises(ValidationError, match="ZIZHU_NOW must be an ISO 8601 time"):
+        Settings(env="development", now="next monday")
 
 
 # ---------------------------------------------------------------------------------------------- profiles at start-up
