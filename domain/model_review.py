@@ -7,18 +7,20 @@ The cut-off search: the cut-offs only decide the *score* candidate of a suggesti
 rules add their own candidates (recorded in the breakdown), and the suggestion is the most difficult candidate. So
 for cut-offs c(easiest) < … < c(hardest), sorting the cases by score splits them into segments, one per level plus
 "below every cut-off", and a case agrees or not depending only on its segment. Each cut-off is tried at every
-distinct score, at its current value, and below or above every score; a dynamic programme over the boundaries
-finds the cut-offs with the most agreements in O(levels × distinct scores). Among equally good cut-offs it takes
-those closest to the current ones (sum of absolute differences), then the lowest, so the answer is deterministic
-and moves the model no more than the evidence asks.
+distinct score and just above the one before (`candidate_cutoffs`), at its current value, and below or above
+every score; a dynamic programme over the boundaries finds the cut-offs with the most agreements in
+O(levels × candidates).
+Among equally good cut-offs it takes those closest to the current ones (sum of absolute differences), then the
+lowest, so the answer is deterministic and moves the model no more than the evidence asks.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from domain.values import Level
@@ -26,6 +28,7 @@ from domain.values import Level
 NOT_IDENTIFIED = "not_identified"
 LEVEL_ENTRIES = frozenset({"direct_identification", "rule"})
 SHARE = Decimal("0.0001")
+STEP = Decimal("0.0001")  # the finest spacing of candidate cut-offs between two neighbouring scores
 
 
 def rank(level: str) -> int:
@@ -99,6 +102,20 @@ class CutoffSearch:
                 "gain": self.best_agreement - self.current_agreement, "cases": self.cases}
 
 
+def candidate_cutoffs(scores: Sequence[Decimal], current: Iterable[Decimal], k: int) -> list[Decimal]:
+    """Where a cut-off may sit: at each distinct score (that score's cases reach it); just above the score
+    before it, up to k-1 points (so several cut-offs fit between two neighbouring scores, and a cut-off can move
+    no further than needed to leave the lower score out); at its current value (so the current cut-offs win any
+    tie); and below or above every score (everybody or nobody reaches it)."""
+    values = set(current) | {scores[0] - i for i in range(1, k + 1)} | {scores[-1] + i for i in range(1, k + 1)}
+    values |= set(scores)
+    for lower, higher in itertools.pairwise(scores):
+        step = min(Decimal(1), ((higher - lower) / k).quantize(STEP, rounding=ROUND_DOWN))
+        if step > 0:
+            values |= {lower + j * step for j in range(1, k)}
+    return sorted(values)
+
+
 Score = tuple[int, Decimal]  # (agreements, minus the distance from the current cut-offs): larger is better
 
 
@@ -113,10 +130,7 @@ def best_cutoffs(observations: Sequence[Observation], current: Mapping[Level, De
     if not scores or k == 0:
         return CutoffSearch(current, agreement(current, observations), dict(current),
                             agreement(current, observations), len(observations))
-    # Where a cut-off may sit: at a distinct score (that score's cases reach it), at its current value (so the
-    # current cut-offs win any tie), or below or above every score (everybody or nobody reaches it).
-    values = sorted(set(scores) | set(current.values()) | {scores[0] - i for i in range(1, k + 1)}
-                    | {scores[-1] + i for i in range(1, k + 1)})
+    values = candidate_cutoffs(scores, current.values(), k)
     positions = len(values)
     group = {s: i for i, s in enumerate(values)}
     # hits[j][g]: cases in score group g that agree when their score reaches segment j (0: no cut-off level,

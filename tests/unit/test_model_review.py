@@ -14,7 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.errors import ValidationFailed
-from domain.model_review import NOT_IDENTIFIED, Observation, agreement, best_cutoffs, review, suggestion_with
+from domain.model_review import (
+    NOT_IDENTIFIED,
+    Observation,
+    agreement,
+    best_cutoffs,
+    candidate_cutoffs,
+    review,
+    suggestion_with,
+)
 from domain.policy import ProfileError, parse_profile, with_cutoffs
 from domain.profile_versions import ProfileLine, StaleProfileVersion
 from domain.values import Actor, Level, Role
@@ -99,14 +107,29 @@ def test_items_that_drove_wrong_suggestions_come_first() -> None:
 
 
 def test_the_best_cutoffs_match_every_final_rating_of_the_cohort() -> None:
-    # A (80) must reach especially difficult and B (72) not: c(E) in (72, 80], only 80 is a candidate.
-    # C (50), G (48) and D (30) must be difficult and E (20) nothing: c(D) in (20, 30] → 30 is closer to 45 than 25;
-    # c(G) in (20, 30) → 25, its current value. F is identified directly whatever the cut-offs.
+    # A (80) must reach especially difficult and B (72) not: c(E) in (72, 80]; of the candidates 73, 74 and 80
+    # (just above 72, and 80), 73 is closest to 70. C (50), G (48) and D (30) must be difficult and E (20) nothing:
+    # c(D) in (20, 30] → 30, the closest to 45; c(G) in (20, 30) → 25, its current value. F is identified directly
+    # whatever the cut-offs.
     search = review(COHORT, CURRENT)["cutoffs"]
     assert search == {"current": {"especially_difficult": "70", "difficult": "45", "generally_difficult": "25"},
                       "current_agreement": 5,
-                      "best": {"especially_difficult": "80", "difficult": "30", "generally_difficult": "25"},
+                      "best": {"especially_difficult": "73", "difficult": "30", "generally_difficult": "25"},
                       "best_agreement": 7, "gain": 2, "cases": 7}
+
+
+def test_several_cutoffs_fit_between_two_neighbouring_scores() -> None:
+    # 20 must stay below every cut-off and 25 reach difficult: both D and G cut-offs sit in (20, 25].
+    cohort = [obs("X", 20, [], NOT_IDENTIFIED, NOT_IDENTIFIED), obs("Y", 25, [], "generally_difficult", "difficult")]
+    search = best_cutoffs(cohort, CURRENT)
+    assert search.best_agreement == 2
+    assert search.best == {E: Decimal(70), D: Decimal(25), G: Decimal(22)}  # G: 21 or 22, the closer to 25
+
+
+def test_candidates_between_close_scores_are_fractions() -> None:
+    values = candidate_cutoffs([Decimal("10.5"), Decimal("11")], [Decimal(70)], 3)
+    assert [v for v in values if Decimal("10.5") < v <= 11] == [Decimal("10.6666"), Decimal("10.8332"),
+                                                                 Decimal("11")]
 
 
 def test_the_suggestion_rule_is_the_scoring_models() -> None:
@@ -132,9 +155,9 @@ observation = st.builds(
 @given(st.lists(observation, max_size=9))
 def test_the_search_finds_the_most_agreement_and_then_the_smallest_move(cohort: list[Observation]) -> None:
     search = best_cutoffs(cohort, CURRENT)
+    # Exhaustive over the same candidate values: the dynamic programme must find the best triple among them.
     scores = sorted({o.score for o in cohort}) or [Decimal(0)]
-    candidates = sorted(set(scores) | set(CURRENT.values()) | {scores[0] - i for i in (1, 2, 3)}
-                        | {scores[-1] + i for i in (1, 2, 3)})
+    candidates = candidate_cutoffs(scores, CURRENT.values(), 3)
     best = max(
         ((agreement({E: e, D: d, G: g}, cohort), -(abs(e - 70) + abs(d - 45) + abs(g - 25)))
          for g, d, e in itertools.combinations(candidates, 3)),
