@@ -55,9 +55,11 @@ def client_factory(database_url: str) -> Iterator[Open]:
             current.pop().close()
 
 
-def zizhu(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def zizhu(database_url: str, *args: str, now: str | None = None) -> subprocess.CompletedProcess[str]:
     """The `zizhu` command line in its own process, as an administrator runs it."""
     env = {**os.environ, "ZIZHU_DATABASE_URL": database_url, "ZIZHU_SECRET": SECRET, "ZIZHU_LOG_LEVEL": "WARNING"}
+    if now:
+        env["ZIZHU_NOW"] = now
     return subprocess.run([sys.executable, "-c", "from api.cli import main; main()", *args], env=env,
                           capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
 
@@ -387,4 +389,18 @@ def test_the_scheduler_inside_the_service_confirms_ended_windows_after_a_restart
     while case(client, auth, case_id)["status"] != "confirmed" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert case(client, auth, case_id)["status"] == "confirmed"
+    assert [e["type"] for e in events(client, auth, case_id)].count("Confirmed") == 1
+
+
+def test_zizhu_deadlines_run_concludes_ended_windows_once(open_client: Open, auth: TokenFactory,
+                                                          database_url: str) -> None:
+    client = open_client()
+    case_id = rated_case(client, auth, 1)
+    open_notice(client, auth, [case_id])
+    client = open_client(now="2025-09-19T12:00:00+08:00")
+    early = zizhu(database_url, "deadlines", "run", now="2025-09-19T12:00:01+08:00")
+    assert early.returncode == 0, early.stderr
+    assert "2025-09-19: confirmed 0" in early.stdout
+    done = zizhu(database_url, "deadlines", "run", now="2025-09-20T08:00:00+08:00")
+    assert "2025-09-20: confirmed 1, held by open objections 0, refused 0" in done.stdout
     assert [e["type"] for e in events(client, auth, case_id)].count("Confirmed") == 1
