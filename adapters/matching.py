@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from sqlalchemy import Table, select
@@ -42,9 +43,8 @@ Entry = tuple[str, str, int, int, str]
 OPEN = date.max.toordinal()
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
-    """What the registries say about one case."""
+class Match(NamedTuple):
+    """What the registries say about one case (a named tuple: one is made per matched case, so it is cheap)."""
 
     confirmed: Mapping[str, tuple[str, ...]]  # category → the sources confirming it
     name_mismatches: tuple[tuple[str, str], ...]  # (category, source) found under another name
@@ -52,6 +52,22 @@ class Match:
 
 
 NO_MATCH = Match({}, (), ())
+
+
+# Shared answers for a case with one registry entry (never mutated by anyone: Match is read-only by contract).
+@lru_cache(maxsize=1024)
+def _single_confirmed(category: str, source: str) -> Match:
+    return Match({category: (source,)}, (), ())
+
+
+@lru_cache(maxsize=1024)
+def _single_name_mismatch(category: str, source: str) -> Match:
+    return Match({}, ((category, source),), ())
+
+
+@lru_cache(maxsize=8192)
+def _single_out_of_force(category: str, source: str, start: int, end: int) -> Match:
+    return Match({}, (), ((category, source, start, end),))
 
 
 def entry_tuple(entry: EntryView) -> Entry:
@@ -75,6 +91,14 @@ def match_one(name_key: str, applied_on: int, entries: Sequence[Entry] | None) -
     """The matching rules for one case; `applied_on` is the application date's ordinal."""
     if not entries:
         return NO_MATCH
+    if len(entries) == 1:
+        # Most people are in one list once: the answer depends only on the entry, so it is made once and shared.
+        source, category, start, end, entry_name = entries[0]
+        if applied_on < start or applied_on > end:
+            return _single_out_of_force(category, source, start, end)
+        if entry_name != name_key:
+            return _single_name_mismatch(category, source)
+        return _single_confirmed(category, source)
     confirmed: dict[str, list[str]] = {}
     mismatched: list[tuple[str, str]] = []
     stale: list[tuple[str, str, int, int]] = []
@@ -97,7 +121,19 @@ def match_many(subjects: Iterable[tuple[str, str, int]], index: Mapping[str, Seq
     lookup = index.get
     for id_key, name_key, applied_on in subjects:
         entries = lookup(id_key)
-        yield NO_MATCH if entries is None else match_one(name_key, applied_on, entries)
+        if entries is None:
+            yield NO_MATCH
+        elif len(entries) == 1:
+            # match_one's single-entry rules, inlined: this loop runs once per case of a whole province.
+            source, category, start, end, entry_name = entries[0]
+            if applied_on < start or applied_on > end:
+                yield _single_out_of_force(category, source, start, end)
+            elif entry_name != name_key:
+                yield _single_name_mismatch(category, source)
+            else:
+                yield _single_confirmed(category, source)
+        else:
+            yield match_one(name_key, applied_on, entries)
 
 
 def verification_of(match: Match, claimed: Sequence[str]) -> tuple[list[dict[str, str]], list[str]]:

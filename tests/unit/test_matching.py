@@ -4,6 +4,7 @@ each row of a department's file is accepted or rejected."""
 from __future__ import annotations
 
 import io
+import random
 from datetime import date, datetime
 
 import pytest
@@ -115,6 +116,21 @@ def test_match_many_keeps_order_and_answers_no_match_for_unknown_subjects() -> N
     assert sorted(results[0].confirmed) == ["minimum_living_allowance", "orphan"]
     assert results[1] is NO_MATCH
     assert list(results[2].confirmed) == ["orphan"]
+
+
+def test_match_many_applies_exactly_the_rules_of_match_one() -> None:
+    rng = random.Random(7)
+    other = KEYS.name_key("别人")
+    sources = [("civil_affairs", "orphan"), ("trade_union", "needy_worker_family"), ("civil_affairs", "orphan")]
+    rows = []
+    for _ in range(300):
+        source, category = rng.choice(sources)
+        start = APPLIED + rng.randrange(-30, 30)
+        end = rng.choice([OPEN, start + rng.randrange(0, 60)])
+        rows.append((f"k{rng.randrange(120)}", (source, category, start, end, rng.choice([NAME, NAME, other]))))
+    index = build_index(rows)
+    subjects = [(f"k{n}", NAME, APPLIED + rng.randrange(-5, 5)) for n in range(150)]
+    assert list(match_many(subjects, index)) == [match_one(name, day, index.get(key)) for key, name, day in subjects]
 
 
 def test_notes_are_sorted_so_a_rerun_compares_equal() -> None:
