@@ -34,7 +34,7 @@ def create_db_engine(settings: Settings) -> Engine:
 def create_tables(engine: Engine) -> None:
     """Creates every table once, at start-up, in one place (concurrent creation races on PostgreSQL)."""
     # Importing registers the tables on `metadata`.
-    import adapters.access_log  # noqa: F401
+    import adapters.access_log
     import adapters.calendar
     import adapters.consumption
     import adapters.evaluation
