@@ -85,6 +85,7 @@ def token(sub: Annotated[str, typer.Option(help="who the token is for")],
 def project() -> None:
     """Runs only the projection runner (for deployments that separate it from `zizhu serve`)."""
     from adapters.logs import configure_logging
+    from adapters.notifications import Dispatcher, DispatcherThread, LoggingNotifier
     from api.app import build_services
     from projections.runner import RunnerThread
 
@@ -92,11 +93,16 @@ def project() -> None:
     configure_logging(settings.log_level)
     services = build_services(settings)
     typer.echo("zizhu projection runner started; Ctrl-C stops it")
+    # Outbound notifications follow the notifications view, so they go with the runner when it runs apart.
+    dispatcher = DispatcherThread(Dispatcher(services.projections, LoggingNotifier()),
+                                  settings.projection_poll_interval)
+    dispatcher.start()
     try:
         RunnerThread(services.projections, settings.projection_poll_interval).run_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        dispatcher.stop()
         services.store.close()
         services.engine.dispose()
 
