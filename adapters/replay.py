@@ -1,5 +1,5 @@
 """Replay for auditors: a case's history event by event with the state after each, and what changed between two
-versions. Reads go through CaseService, so the caller's scope applies as for any other read.
+versions.
 
 The state after each event is rebuilt in one pass (each stored event mutates the aggregate once), so a dossier
 costs time proportional to the case's history, not its square.
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from adapters.auth import Principal, require_read
 from adapters.cases import INTERNAL_FIELDS, CaseService, EventView
 from domain.case import StudentCase
 from domain.errors import CaseNotFound, ValidationFailed
@@ -26,10 +25,9 @@ class Step:
     state: Mapping[str, Any]
 
 
-def history(cases: CaseService, principal: Principal, case_id: UUID,
-            render: Callable[[StudentCase], Mapping[str, Any]]) -> Iterator[Step]:
-    """Every event of the case, oldest first, with `render(case)` applied to the state after it."""
-    require_read(principal, cases._load(case_id))
+def history(cases: CaseService, case_id: UUID, render: Callable[[StudentCase], Mapping[str, Any]]) -> Iterator[Step]:
+    """Every event of the case, oldest first, with `render(case)` applied to the state after it. The caller has
+    checked the case is in scope (`CaseService.get`)."""
     aggregate: Any = None
     for domain_event in cases.store.events.get(case_id):
         aggregate = domain_event.mutate(aggregate)  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from adapters.logs import get_logger
-from domain.errors import Forbidden
+from domain.errors import CaseNotFound, Forbidden
 from domain.values import Role
 
 A, E, S, B, AU = Role.APPLICANT, Role.EVALUATOR, Role.SCHOOL, Role.BUREAU, Role.AUDITOR
@@ -114,6 +114,11 @@ ACCESS: dict[tuple[str, str], Rule] = {
 }
 
 
+# Outside these routes' rules the caller is told the resource does not exist (404), as the service itself answers
+# for anything out of scope: a school's notice board does not exist for anyone outside the school.
+NOT_FOUND_OUTSIDE: frozenset[tuple[str, str]] = frozenset({("GET", "/v1/schools/{school_id}/publicity")})
+
+
 def rule_for(method: str, path: str) -> Rule | None:
     return ACCESS.get((method.upper(), path))
 
@@ -137,5 +142,7 @@ async def enforce_access(request: Request) -> None:
     if rule is None:
         get_logger("zizhu.access").warning("route_without_access_rule", method=request.method, route=path)
     elif principal.role not in rule:
+        if (request.method.upper(), path) in NOT_FOUND_OUTSIDE:
+            raise CaseNotFound("not found")
         raise Forbidden(f"the {principal.role.value} role cannot call {request.method} {path}")
     begin_disclosure(request, principal, get_services(request))

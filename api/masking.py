@@ -46,6 +46,7 @@ CATEGORIES = frozenset({"claimed_categories", "confirmed_categories", "confirmed
 REVEALING_KINDS = frozenset({"categories", "direct_identification", "rule"})
 # The official view hides the household and the names as well.
 OFFICIAL_ONLY = frozenset({"members", "name"})
+PERSON_NAMES = frozenset({"guardian_name", "father_name", "mother_name", "parent_name", "contact_name"})
 REASON_MIN = 4
 REASON_MAX = 500
 
@@ -81,11 +82,11 @@ def mask_name(value: str) -> str:
 def _mask_value(key: str, value: Any) -> Any:
     if value is None or value == [] or value == {}:
         return value
-    if key == "id_number" and isinstance(value, str):
+    if key.endswith("id_number") and isinstance(value, str):
         return mask_id_number(value)
-    if key in {"phone", "mobile", "telephone", "contact_phone", "guardian_phone"} and isinstance(value, str):
+    if (key.endswith("phone") or key in {"mobile", "telephone"}) and isinstance(value, str):
         return mask_phone(value)
-    if key == "name" and isinstance(value, str):
+    if (key == "name" or key in PERSON_NAMES) and isinstance(value, str):
         return mask_name(value)
     return MASK
 
@@ -102,7 +103,7 @@ def _walk(value: Any, hidden: frozenset[str], *, inside_members: bool, view: Vie
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
-            if key in hidden or (inside_members and key == "name"):
+            if key in hidden or _identifying(key) or (inside_members and key == "name"):
                 out[key] = _mask_value(key, item)
             elif key == "breakdown" and isinstance(item, list):
                 out[key] = [_mask_breakdown(entry) for entry in item]
@@ -112,6 +113,11 @@ def _walk(value: Any, hidden: frozenset[str], *, inside_members: bool, view: Vie
     if isinstance(value, list):
         return [_walk(v, hidden, inside_members=inside_members, view=view) for v in value]
     return value
+
+
+def _identifying(key: str) -> bool:
+    # Any *id_number, *phone or *address added to the form later is caught by its name.
+    return key.endswith(("id_number", "phone", "address", "household_number")) or key in PERSON_NAMES
 
 
 def _mask_breakdown(entry: Any) -> Any:

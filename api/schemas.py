@@ -3,12 +3,13 @@ checks the rules (resident ID check digit, attestation, categories) and both ans
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.case import StudentCase
 
@@ -21,50 +22,92 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Open(BaseModel):
-    """Form sections accept the optional fields deployments add (address, phones, notes …)."""
+Short = Annotated[str, Field(max_length=200)]
+Phone = Annotated[str, Field(max_length=32)]
+IdNumber = Annotated[str, Field(min_length=1, max_length=18)]
+# Factor values a policy profile may score under `other` (its own names): plain scalars only.
+FactorValue = Annotated[str, Field(max_length=200)] | int | float | bool | None
+FACTOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
-    model_config = ConfigDict(extra="allow")
 
-
-class StudentIn(Open):
-    id_number: Annotated[str, Field(min_length=1, max_length=18)]
+class StudentIn(Strict):
+    id_number: IdNumber
     name: Annotated[str, Field(min_length=1, max_length=100)]
     school_id: Annotated[str, Field(min_length=1, max_length=32)]
     class_id: Annotated[str, Field(min_length=1, max_length=64)]
     stage: str
+    # Optional personal details: kept in the case, masked for roles that do not need them (api/masking.py).
+    address: Short | None = None
+    phone: Phone | None = None
+    date_of_birth: date | None = None
+    gender: Annotated[str, Field(max_length=16)] | None = None
+    ethnicity: Annotated[str, Field(max_length=32)] | None = None
+    student_number: Annotated[str, Field(max_length=64)] | None = None
+    notes: Text | None = None
 
 
-class MemberIn(Open):
+class MemberIn(Strict):
     relation: Annotated[str, Field(min_length=1, max_length=32)]
     age: Annotated[int, Field(ge=0, le=130)] | None = None
     occupation: Annotated[str, Field(max_length=64)] | None = None
     health: Annotated[str, Field(max_length=64)] | None = None
     annual_income: Money | None = None
+    name: Annotated[str, Field(max_length=100)] | None = None
+    phone: Phone | None = None
+    id_number: IdNumber | None = None
+    employer: Short | None = None
+    disability: Short | None = None
+    notes: Text | None = None
 
 
-class HouseholdIn(Open):
+class HouseholdIn(Strict):
     region_code: Annotated[str, Field(pattern=r"^\d{6}$")]
     size: Annotated[int, Field(ge=1, le=30)]
     annual_income: Money
     debts: Money = Decimal("0")
     property: Money | None = None
     members: list[MemberIn] = Field(default_factory=list, max_length=30)
+    address: Short | None = None
+    phone: Phone | None = None
+    household_number: Annotated[str, Field(max_length=64)] | None = None
+    guardian_name: Annotated[str, Field(max_length=100)] | None = None
+    guardian_phone: Phone | None = None
+    guardian_id_number: IdNumber | None = None
+    guardian_relation: Annotated[str, Field(max_length=32)] | None = None
+    notes: Text | None = None
 
 
-class SuddenEventIn(Open):
+class SuddenEventIn(Strict):
     kind: str
     occurred_on: date | None = None
     loss: Money = Decimal("0")
+    description: Text | None = None
 
 
-class OtherIn(Open):
+class OtherIn(BaseModel):
+    """Other burdens. Besides the fields below, the factors a policy profile scores by name (its data, not
+    code) are accepted as plain scalars under snake_case names; anything else is refused."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, FactorValue] = Field(init=False)
+
     siblings_in_school: Annotated[int, Field(ge=0, le=20)] | None = None
     children_in_noncompulsory_schooling: Annotated[int, Field(ge=0, le=20)] | None = None
     medical_costs: Money | None = None
     labour_capacity: Annotated[str, Field(max_length=64)] | None = None
     family_type: Annotated[str, Field(max_length=64)] | None = None
     monthly_consumption: Money | None = None
+    notes: Text | None = None
+
+    @model_validator(mode="after")
+    def _factor_names(self) -> OtherIn:
+        extra = self.__pydantic_extra__ or {}
+        bad = sorted(k for k in extra if not FACTOR_NAME.match(k))
+        if bad:
+            raise ValueError(f"unknown field {bad[0]!r}: other factors have snake_case names")
+        if len(extra) > 30:
+            raise ValueError("at most 30 further factors")
+        return self
 
 
 class ApplicationIn(BaseModel):

@@ -23,6 +23,8 @@ from api.deps import PrincipalDep, ServicesDep
 from api.masking import DisclosureDep, mask
 from api.schemas import case_state, plain
 from domain.case import case_uuid
+from domain.errors import DomainError
+from domain.values import Role
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
@@ -65,16 +67,34 @@ def dossier(case_id: str, principal: PrincipalDep, services: ServicesDep, disclo
             format: Annotated[Literal["json", "html"], Query()] = "json") -> JSONResponse | HTMLResponse:
     """The case's whole file: every event with who and when, the state after each, and the chain check."""
     uid = case_uuid(case_id)
-    steps = [{"version": s.event.version, "type": s.event.type, "occurred_at": s.event.occurred_at,
-              "actor": s.event.actor, "data": s.event.data, "state_after": s.state}
-             for s in history(services.cases, principal, uid, case_state)]
     damages = LogIntegrity(services.store.recorder).verify_case(uid)
+    try:
+        services.cases.get(principal, uid)  # scope first: a case outside it is 404 before anything is read
+    except DomainError:
+        raise
+    except Exception:
+        # A damaged case may not even load; an auditor (whose scope is everything) still gets its dossier.
+        if not (damages and principal.role is Role.AUDITOR):
+            raise
+    steps: list[dict[str, Any]] = []
+    replay_error = None
+    try:
+        for step in history(services.cases, uid, case_state):
+            steps.append({"version": step.event.version, "type": step.event.type,
+                          "occurred_at": step.event.occurred_at, "actor": step.event.actor,
+                          "data": step.event.data, "state_after": step.state})
+    except Exception as exc:
+        if not damages:
+            raise
+        # Damaged bytes can fail anywhere in decoding or replay: the dossier still shows what was readable.
+        replay_error = f"replay stopped after version {len(steps)}: {type(exc).__name__}"
     body = disclosure.apply(plain({
         "id": str(uid),
         "generated_at": services.clock.now(),
         "generated_by": {"sub": principal.sub, "role": principal.role.value},
         "view": disclosure.view.value,
-        "integrity": {"intact": not damages, "damages": [d.as_dict() for d in damages]},
+        "integrity": {"intact": not damages, "damages": [d.as_dict() for d in damages],
+                      "replay_error": replay_error},
         "events": steps,
         "current": steps[-1]["state_after"] if steps else None,
     }), case_id=str(uid))
@@ -155,7 +175,8 @@ def render_dossier(body: dict[str, Any]) -> str:
             + "</section>")
     integrity = body["integrity"]
     verdict = "完整 intact: the stored events match the hash chain and the seals" if integrity["intact"] else \
-        "已被篡改 DAMAGED: " + "; ".join(f"version {d['version']} {d['kind']}" for d in integrity["damages"])
+        "已被篡改 DAMAGED: " + "; ".join(f"version {d['version']} {d['kind']}" for d in integrity["damages"]) \
+        + (f" ({integrity['replay_error']})" if integrity.get("replay_error") else "")
     current = body.get("current") or {}
     title = f"家庭经济困难学生认定案卷 Dossier {body['id']}"
     return f"""<!doctype html>
