@@ -192,9 +192,10 @@ class DataMatching:
         for view in ("case_index", "case_keys"):
             self.projections.wait_for(view, head)
 
-    def verify_school(self, principal: Principal, school_id: str, *,
-                      academic_year: str | None = None) -> dict[str, Any]:
-        """Verifies by data every case of the school waiting for (or at) verification; idempotent."""
+    def verify_school(self, principal: Principal, school_id: str, *, academic_year: str | None = None,
+                      class_id: str | None = None) -> dict[str, Any]:
+        """Verifies by data every case of the school (or of one class) waiting at verification, or verified
+        already (a registry entry may have arrived since); a case whose result is unchanged records nothing."""
         require_school_scope(principal, school_id, self.schools, roles={Role.SCHOOL})
         if academic_year is not None:
             validate_academic_year(academic_year)
@@ -205,10 +206,12 @@ class DataMatching:
                  .order_by(index.c.applied_at, keys.c.case_id))
         if academic_year is not None:
             query = query.where(keys.c.academic_year == academic_year)
+        if class_id is not None:
+            query = query.where(index.c.class_id == class_id)
         with self.projections.engine.connect() as conn:
             pending = conn.execute(query).all()
         entries = self.registries.entries_for([row.id_key for row in pending])
-        summary: dict[str, Any] = {"school_id": school_id, "academic_year": academic_year,
+        summary: dict[str, Any] = {"school_id": school_id, "academic_year": academic_year, "class_id": class_id,
                                    "considered": len(pending), "verified": 0, "unchanged": 0, "skipped": 0,
                                    "confirmed_categories": 0, "discrepancies": 0, "notes": 0, "cases": []}
         position: int | None = None

@@ -25,6 +25,7 @@ class VerifyByDataIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     academic_year: Annotated[str | None, Field(pattern=r"^\d{4}-\d{4}$")] = None
+    class_id: Annotated[str | None, Field(min_length=1, max_length=64)] = None
 
 
 def registries_of(services: Services) -> RegistryStore:
@@ -75,9 +76,11 @@ def list_imports(principal: PrincipalDep, services: ServicesDep,
 @router.post("/schools/{school_id}/verify-by-data")
 def verify_by_data(school_id: str, principal: PrincipalDep, services: ServicesDep,
                    body: VerifyByDataIn | None = None) -> JSONResponse:
-    """Verifies by data matching every case of the school waiting at (or just past) verification."""
+    """Verifies by data matching every case of the school (or of one class) waiting at, or just past,
+    verification; re-running it records nothing for a case whose result is unchanged."""
     summary: dict[str, Any] = matching_of(services).verify_school(
-        principal, school_id, academic_year=body.academic_year if body else None)
+        principal, school_id, academic_year=body.academic_year if body else None,
+        class_id=body.class_id if body else None)
     position = summary.pop("position")
     headers = {"X-Min-Position": str(position)} if position is not None else {}
     return JSONResponse(current_disclosure().apply(plain(summary), case_id=None), headers=headers)

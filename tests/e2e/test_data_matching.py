@@ -211,3 +211,23 @@ def test_the_command_line_imports_a_registry_the_service_then_matches_against(
     listed = client.get("/v1/registries/imports", headers=auth("bureau", region="450000")).json()["items"]
     assert [(i["imported_by"]["sub"], i["imported_by"]["role"], i["stored"]) for i in listed] == [
         ("ops", "operator", 1)]
+
+
+def test_a_class_can_be_verified_by_data_on_its_own(client: TestClient, auth: TokenFactory) -> None:
+    school = auth("school", school=GX_SCHOOL)
+    upload(client, school, "civil_affairs", registry(f"{id_number(1)},韦小明,低保,2025-01-01,,",
+                                                     f"{id_number(2)},韦小明,低保,2025-01-01,,"))
+    in_class = apply(client, auth, 1, class_id="G10-4")
+    elsewhere = apply(client, auth, 2)
+    answer = client.post(f"/v1/schools/{GX_SCHOOL}/verify-by-data", headers=school,
+                         json={"class_id": "G10-4", "academic_year": "2025-2026"})
+    assert answer.status_code == 200, answer.text
+    assert [(c["case_id"], c["outcome"]) for c in answer.json()["cases"]] == [(in_class, "verified")]
+    assert int(answer.headers["X-Min-Position"]) > 0
+    assert events(client, school, elsewhere) == ["Applied"]
+    other_year = client.post(f"/v1/schools/{GX_SCHOOL}/verify-by-data", headers=school,
+                             json={"academic_year": "2026-2027"}).json()
+    assert other_year["considered"] == 0
+    problem(client.post("/v1/schools/S4501030002/verify-by-data", headers=school), 404, "not_found")
+    problem(client.post(f"/v1/schools/{GX_SCHOOL}/verify-by-data", headers=auth("bureau", region="450000")), 403,
+            "forbidden")
