@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from adapters.auth import Principal
 from adapters.clock import Clock
 from adapters.db import metadata
+from adapters.logs import get_logger
 from adapters.policies import Profiles
 from adapters.registries import (
     Importer,
@@ -59,6 +60,7 @@ from domain.errors import InvalidResidentId, RuleViolated, ValidationFailed
 from domain.values import Role, case_id_for, validate_academic_year, validate_resident_id
 from projections.runner import Projections
 
+log = get_logger("zizhu.consumption")
 CONSUMPTION_HEADERS: Mapping[str, tuple[str, ...]] = {
     "id_number": ("id_number", "身份证号", "身份证号码", "公民身份号码", "证件号码"),
     "month": ("month", "月份", "消费月份"),
@@ -334,6 +336,8 @@ class ConsumptionData:
             if earlier is None:
                 raise
             return earlier
+        log.info("consumption_imported", school_id=school_id, import_id=import_id, rows=record.rows_total,
+                 accepted=record.rows_accepted, stored=record.rows_stored, rejected=record.rows_rejected)
         return record
 
     def roster(self, school_id: str, academic_year: str) -> list[RosterStudent]:

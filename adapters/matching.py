@@ -265,8 +265,8 @@ class DataMatching:
                  .where(keys.c.school_id == school_id, keys.c.academic_year == year, keys.c.withdrawn.is_(False)))
         with self.projections.engine.connect() as conn:
             cases = conn.execute(query).all()
-        roster = [s for s in self.consumption.roster(school_id, year)
-                  if s.student_key not in {c.case_id for c in cases}]
+        applied = {c.case_id for c in cases}
+        roster = [s for s in self.consumption.roster(school_id, year) if s.student_key not in applied]
         entries = self.registries.entries_for([c.id_key for c in cases] + [s.id_key for s in roster])
         until = today.toordinal()
         unclaimed: list[dict[str, Any]] = []

@@ -59,10 +59,12 @@ from sqlalchemy.exc import IntegrityError
 
 from adapters.auth import Principal
 from adapters.db import metadata
+from adapters.logs import get_logger
 from adapters.schools import School, SchoolRegistry, decode_text
 from domain.errors import CaseNotFound, Forbidden, InvalidResidentId, ValidationFailed
 from domain.values import Category, Role, validate_resident_id
 
+log = get_logger("zizhu.registries")
 C = Category
 SOURCE_CATEGORIES: Mapping[str, frozenset[Category]] = {
     # Which department's registry can confirm which special group (Guangxi Art. 5, 8(3)).
@@ -492,6 +494,8 @@ class RegistryStore:
             if earlier is None:
                 raise
             return earlier
+        log.info("registry_imported", source=source, import_id=import_id, rows=record.rows_total,
+                 accepted=record.rows_accepted, stored=record.rows_stored, rejected=record.rows_rejected)
         return record
 
     def imports(self, source: str | None = None, limit: int = 100) -> list[ImportRecord]:
