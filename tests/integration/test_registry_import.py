@@ -10,6 +10,7 @@ from sqlalchemy import Table, func, select
 
 from adapters.auth import Principal
 from adapters.consumption import consumption_records
+from adapters.logs import configure_logging
 from adapters.matching import IdentificationEngine
 from adapters.registries import FileRefused, Importer, UnknownSource, data_imports, registry_entries
 from api.deps import Services
@@ -117,3 +118,17 @@ def test_spending_imports_are_idempotent_and_a_later_file_corrects_an_amount(ser
     assert [(m, str(a)) for m, a in amounts] == [("2025-09", "300.00"), ("2025-10", "220.00")]
     assert [s.id_masked for s in consumption.roster(GX_SCHOOL, "2025-2026")] == [
         id_number(1)[:6] + "********" + id_number(1)[-4:]]
+
+
+def test_an_import_logs_counts_but_never_a_number_or_a_name(services: Services,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO")
+    try:
+        engine_of(services).registries.import_file(
+            rows(f"{id_number(1)},韦小明,低保,2025-01-01,,", f"{id_number(2)}X,韦小红,低保,2025-01-01,,"),
+            source="civil_affairs", by=OFFICER, now=services.clock.now())
+    finally:
+        configure_logging("WARNING")
+    logged = capsys.readouterr().err
+    assert '"registry_imported"' in logged and '"accepted": 1' in logged and '"rejected": 1' in logged
+    assert id_number(1) not in logged and id_number(2) not in logged and "韦小" not in logged
