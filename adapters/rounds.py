@@ -312,6 +312,29 @@ class RoundService:
             board["overdue"] = [c for c in board["overdue"] if c["class_id"] == principal.class_id]
         return board
 
+    def region_dashboard(self, principal: Principal, region_code: str, academic_year: str,
+                         kind: str) -> dict[str, Any]:
+        """Per school of the region: the round's state, cases at each step, unfinished and overdue counts."""
+        low, high = region_range(region_in_scope(principal, region_code))
+        validate_academic_year(academic_year)
+        table = self.projections.active_tables("rounds")["rounds"]
+        with self.projections.engine.connect() as conn:
+            ids = conn.execute(select(table.c.round_id).where(
+                table.c.school_region.between(low, high), table.c.academic_year == academic_year,
+                table.c.kind == parse_kind(kind)).order_by(table.c.school_id)).scalars().all()
+        schools = []
+        for round_id in ids:
+            found = self._find(UUID(round_id))
+            if found is None:
+                continue
+            board = self.dashboard_of(found)
+            schools.append({"school_id": found.school_id, "round_id": str(found.id),
+                            "state": board["round"]["state"], "cases": board["cases"], "totals": board["totals"],
+                            "unfinished": sum(board["unfinished"].values()), "overdue": len(board["overdue"]),
+                            "can_close": board["can_close"]})
+        return {"region_code": region_code, "academic_year": academic_year, "kind": kind, "as_of": self.clock.today(),
+                "schools": schools}
+
     def dashboard_of(self, found: IdentificationRound) -> dict[str, Any]:
         """Per class: cases at each step and how many are overdue; whether the round can close."""
         table = self.projections.active_tables("case_index")["cases"]

@@ -84,6 +84,7 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/schools/{school_id}/rounds"): frozenset({S, B}),
     ("POST", "/v1/regions/{region_code}/rounds"): frozenset({B}),
     ("GET", "/v1/regions/{region_code}/rounds"): frozenset({B, AU}),
+    ("GET", "/v1/regions/{region_code}/rounds/dashboard"): frozenset({B, AU}),
     ("GET", "/v1/schools/{school_id}/rounds"): frozenset({E, S, B, AU}),
     ("GET", "/v1/schools/{school_id}/rounds/current"): EVERYONE,
     ("GET", "/v1/schools/{school_id}/rounds/{round_id}"): frozenset({E, S, B, AU}),

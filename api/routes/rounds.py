@@ -102,6 +102,19 @@ def region_rounds(region_code: str, principal: PrincipalDep, services: ServicesD
                     "rounds": rounds.list_for_region(principal, region_code, academic_year)})
 
 
+@router.get("/v1/regions/{region_code}/rounds/dashboard")
+def region_dashboard(region_code: str, principal: PrincipalDep, services: ServicesDep, rounds: RoundsDep,
+                     academic_year: Annotated[str, Query(pattern=r"^\d{4}-\d{4}$")],
+                     kind: Annotated[Literal["identification", "spring_adjustment"], Query()] = "identification",
+                     min_position: MinPosition = None) -> JSONResponse:
+    """Per school of the region: where the term's round stands, how many cases are unfinished or overdue."""
+    for view in ("rounds", "case_index"):
+        stale = _await_view(services, view, min_position)
+        if stale is not None:
+            return stale
+    return _answer(rounds.region_dashboard(principal, region_code, academic_year, kind))
+
+
 @router.get("/v1/schools/{school_id}/rounds")
 def school_rounds(school_id: str, principal: PrincipalDep, services: ServicesDep, rounds: RoundsDep,
                   min_position: MinPosition = None) -> JSONResponse:

@@ -178,3 +178,24 @@ def test_cases_waiting_too_long_and_cases_left_when_the_round_ends_are_overdue(o
     assert sorted(o["reason"] for o in board["overdue"]) == ["round_ended", "round_ended"]
     problem(client.post(f"/v1/schools/{GX_SCHOOL}/rounds/{opened['id']}/close", headers=staff), 409,
             "round_steps_unfinished")
+
+
+def test_the_region_dashboard_shows_each_schools_round(client: TestClient, auth: TokenFactory) -> None:
+    bureau = auth("bureau", region="450100")
+    opened = client.post("/v1/regions/450100/rounds", json=AUTUMN, headers=bureau)
+    assert opened.status_code == 201, opened.text
+    apply(client, auth, 1)
+    last = apply(client, auth, 2, school=GX_OTHER)
+    withdrawn = client.post(f"/v1/cases/{last.json()['id']}/withdraw", json={"reason": "x"},
+                            headers=auth("school", school=GX_OTHER))
+    response = client.get("/v1/regions/450100/rounds/dashboard", params={"academic_year": "2025-2026"},
+                          headers={**bureau, "X-Min-Position": withdrawn.headers["X-Min-Position"]})
+    assert response.status_code == 200, response.text
+    schools = {s["school_id"]: s for s in response.json()["schools"]}
+    assert {k: (v["cases"], v["unfinished"], v["can_close"]) for k, v in schools.items()
+            if k in {GX_SCHOOL, GX_OTHER}} == {GX_SCHOOL: (1, 1, False), GX_OTHER: (1, 0, True)}
+    assert all(v["state"] == "open" for v in schools.values())
+    problem(client.get("/v1/regions/450000/rounds/dashboard", params={"academic_year": "2025-2026"},
+                       headers=bureau), 404, "not_found")
+    problem(client.get("/v1/regions/450100/rounds/dashboard", params={"academic_year": "2025-2026"},
+                       headers=auth("school", school=GX_SCHOOL)), 403, "forbidden")
