@@ -138,11 +138,14 @@ async def enforce_access(request: Request) -> None:
     from api.deps import get_principal, get_services
     from api.masking import begin_disclosure
 
+    if rule is None:
+        # Let through (the route's own dependencies authenticate), so work in progress is not blocked; the matrix
+        # test fails the suite until the route has a rule. Case data still leaves masked: no view was granted.
+        get_logger("zizhu.access").warning("route_without_access_rule", method=request.method, route=path)
+        return
     # Token checks may fetch the identity provider's keys: keep them off the event loop.
     principal = await run_in_threadpool(get_principal, request, request.headers.get("authorization"))
-    if rule is None:
-        get_logger("zizhu.access").warning("route_without_access_rule", method=request.method, route=path)
-    elif principal.role not in rule:
+    if principal.role not in rule:
         if (request.method.upper(), path) in NOT_FOUND_OUTSIDE:
             raise CaseNotFound("not found")
         raise Forbidden(f"the {principal.role.value} role cannot call {request.method} {path}")
