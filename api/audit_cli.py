@@ -30,7 +30,7 @@ def verify_log(seals: Annotated[Path | None, typer.Option(
                as_json: Annotated[bool, typer.Option("--json", help="print the whole report as JSON")] = False,
                ) -> None:
     """Checks the event log is untampered: exit 0 clean, 1 with one line per damaged case."""
-    from adapters.integrity import LogIntegrity
+    from adapters.integrity import verify_store
 
     kept: list[dict[str, Any]] = []
     if seals is not None:
@@ -42,7 +42,7 @@ def verify_log(seals: Annotated[Path | None, typer.Option(
         kept = loaded if isinstance(loaded, list) else [loaded]
     store = _store()
     try:
-        report = LogIntegrity(store.recorder).verify(external_seals=kept)
+        report = verify_store(store, external_seals=kept)
     finally:
         store.close()
     if as_json:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from adapters.access_log import AccessLog
-from adapters.integrity import LogIntegrity
+from adapters.integrity import LogIntegrity, verify_store
 from adapters.replay import check_range, diff, history
 from api.deps import PrincipalDep, ServicesDep
 from api.masking import DisclosureDep, mask
@@ -108,8 +108,9 @@ def dossier(case_id: str, principal: PrincipalDep, services: ServicesDep, disclo
 
 @router.get("/audit/verify-log")
 def verify_log(services: ServicesDep) -> JSONResponse:
-    """Checks every case's stored events against the hash chain and the seals (as `zizhu verify-log`)."""
-    return JSONResponse(LogIntegrity(services.store.recorder).verify().as_dict())
+    """Checks every case's stored events against the hash chain and the seals, and the snapshots against the
+    events (as `zizhu verify-log`)."""
+    return JSONResponse(verify_store(services.store).as_dict())
 
 
 @router.get("/audit/seals")

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from adapters.auth import Principal
-from adapters.integrity import LogIntegrity, content_digest, link_hash
+from adapters.integrity import LogIntegrity, check_snapshots, content_digest, link_hash, verify_store
 from adapters.settings import Settings
 from api.deps import Services
 from domain.values import Role
@@ -236,3 +236,22 @@ def test_verification_streams_in_batches(services: Services, monkeypatch: pytest
     monkeypatch.setattr(log.recorder, "event_digests", spy)
     assert log.verify().events == 12
     assert max(sizes) == 3 and sum(sizes) == 12
+
+
+def test_an_altered_snapshot_is_found_against_the_events(services: Services, tables: Tables) -> None:
+    """Snapshots are derived and not chained: a changed one would show a state the log never had."""
+    cases = make_cases(services, 2)
+    for case_id in cases:
+        services.store.take_snapshot(case_id)
+    assert check_snapshots(services.store) == []
+    assert verify_store(services.store).clean
+
+    snapshots = tables.events.replace("events", "snapshots")
+    state = tables.execute(f"SELECT state FROM {snapshots} WHERE originator_id=?", tables.key(cases[1]))[0][0]
+    forged = bytes(state).replace(b'"assessed"', b'"rated"') if b'"assessed"' in bytes(state) else bytes(state)
+    assert forged != bytes(state)
+    tables.execute(f"UPDATE {snapshots} SET state=? WHERE originator_id=?", forged, tables.key(cases[1]))
+
+    report = verify_store(services.store)
+    assert located(report.damages) == {(cases[1], 3, "snapshot_altered")}
+    assert services.store.repository.get(cases[1]).status.value == "rated"  # what a read would have shown
