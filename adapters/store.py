@@ -15,6 +15,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 from sqlalchemy.engine import make_url
 
+from adapters.faults import fail_fast
 from adapters.settings import Settings
 from domain.case import StudentCase
 from domain.followup import FollowUpSample  # noqa: F401  (registers its event topics for decoding)
@@ -70,7 +71,9 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
             POSTGRES_PASSWORD=url.password or "",
             POSTGRES_POOL_SIZE="5",
             POSTGRES_MAX_OVERFLOW="10",
-            POSTGRES_CONNECT_TIMEOUT="5",
+            # How long a call waits for a pooled connection; with two attempts (adapters/faults.py) an outage
+            # answers 503 within about 6 s.
+            POSTGRES_CONNECT_TIMEOUT="3",
             POSTGRES_PRE_PING="y",
             # Tracking records vanish with DB functions on (measured here): keep them off.
             POSTGRES_ENABLE_DB_FUNCTIONS="n",
@@ -95,6 +98,9 @@ class CaseStore(Application[UUID]):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         super().__init__(env=eventsourcing_env(settings))
+        fail_fast(self.recorder)
+        if self.snapshots is not None:
+            fail_fast(self.snapshots.recorder)
 
     def construct_env(self, name: str, env: Any = None) -> Any:
         # Only the keys we pass: ambient PERSISTENCE_MODULE etc. in os.environ must not redirect the store.

@@ -104,10 +104,14 @@ def _field_of(loc: tuple[Any, ...]) -> str:
 
 
 def _is_database_unavailable(exc: BaseException) -> bool:
+    import psycopg
     from eventsourcing.persistence import InterfaceError, OperationalError
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy import exc as sa
 
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    # The store (eventsourcing wraps psycopg and sqlite3 errors, pool timeouts included), the read-model engine
+    # (SQLAlchemy: lost or refused connections, its own pool's timeout) and psycopg used directly.
+    if isinstance(exc, (OperationalError, InterfaceError, sa.OperationalError, sa.InterfaceError, sa.TimeoutError,
+                        psycopg.OperationalError, psycopg.InterfaceError)):
         return True
-    return (isinstance(exc, DBAPIError) and exc.connection_invalidated) or type(exc).__name__ in {
+    return (isinstance(exc, sa.DBAPIError) and exc.connection_invalidated) or type(exc).__name__ in {
         "OperationalError", "PoolTimeout", "ConnectionUnavailableError"}
