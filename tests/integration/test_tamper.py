@@ -255,3 +255,16 @@ def test_an_altered_snapshot_is_found_against_the_events(services: Services, tab
     report = verify_store(services.store)
     assert located(report.damages) == {(cases[1], 3, "snapshot_altered")}
     assert services.store.repository.get(cases[1]).status.value == "rated"  # what a read would have shown
+
+
+def test_a_truncated_case_is_caught_by_the_seal(services: Services, tables: Tables) -> None:
+    """Deleting a case's newest event together with its chain record leaves a consistent chain; the seal that
+    covered it does not agree."""
+    cases = make_cases(services)
+    log = integrity(services)
+    assert log.seal(sealed_at="2025-09-15T10:00:00+08:00") is not None
+    for table in (tables.events, tables.chain):
+        tables.execute(f"DELETE FROM {table} WHERE originator_id=? AND originator_version=?", tables.key(cases[0]), 3)
+
+    report = log.verify()
+    assert located(report.damages) == {(cases[0], 3, "seal_mismatch")}
