@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     rate_limit_writes_per_second: float = 100.0  # per token; 0 turns the limit off
     rate_limit_burst: int = 1000
     cors_origins: list[str] = []
+    # The web console's sign-in link to the identity provider, which sends the person back to /#access_token=….
+    web_signin_url: str | None = None
     # An external identity provider (adapters/jwks.py): RS256/ES256 tokens checked against its JWKS.
     oidc_issuer: str | None = None
     oidc_audience: str | None = None

@@ -25,6 +25,8 @@ A, E, S, B, AU = Role.APPLICANT, Role.EVALUATOR, Role.SCHOOL, Role.BUREAU, Role.
 PUBLIC: Final = "public"
 EVERYONE = frozenset({A, E, S, B, AU})
 Rule = frozenset[Role] | Literal["public"]
+# The web console's pages (api/web): public because they hold no data; their scripts call the API with a token.
+WEB_PAGES = ("/", "/me", "/apply", "/cases/{case_id}", "/school", "/bureau", "/audit", "/audit/cases/{case_id}")
 
 ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/healthz"): PUBLIC,
@@ -112,6 +114,10 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/schools/{school_id}/consumption/imports"): frozenset({S}),
     ("GET", "/v1/schools/{school_id}/consumption/warnings"): frozenset({S, B, AU}),
     ("GET", "/v1/regions/{region_code}/departures"): frozenset({B, AU}),
+    # the caller's own role and scope (the web console's navigation)
+    ("GET", "/v1/me"): EVERYONE,
+    # the web console's pages carry no data (their scripts call the API with the caller's token): api/web
+    **{("GET", page): PUBLIC for page in WEB_PAGES},
 }
 
 

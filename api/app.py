@@ -50,7 +50,9 @@ from api.routes import (
     queries,
     registries,
     rounds,
+    session,
 )
+from api.web import install_web
 from projections import all_views
 from projections.case_versions import AsOfIndex
 from projections.runner import Projections, RunnerThread
@@ -174,6 +176,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(model_review.router)
     app.include_router(registries.router)
     app.include_router(evaluation.router)
+    app.include_router(session.router)
+    install_web(app)  # the zh-CN pages at / and their static files (api/web)
     return app
 
 
