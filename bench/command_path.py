@@ -172,10 +172,10 @@ class RawTable:
             return time.perf_counter() - started
         pg_rows = [[(e.originator_id, e.originator_version, e.topic, e.state) for e in g] for g in groups]
         started = time.perf_counter()
-        for group in pg_rows:
+        for pg_group in pg_rows:
             with self.conn.cursor() as cur:
                 cur.executemany("INSERT INTO raw_events (originator_id, originator_version, topic, state) "
-                                "VALUES (%s,%s,%s,%s)", group)
+                                "VALUES (%s,%s,%s,%s)", pg_group)
             self.conn.commit()
         return time.perf_counter() - started
 
