@@ -65,7 +65,8 @@ OWNER: Final = {"student_affairs": "学工部门", "academic_affairs": "教务�
                 "employment": "就业部门", "youth_league": "共青团"}
 FINDING: Final = {"consistent": "情况属实", "inconsistent": "情况不符"}
 SOURCE: Final = {"civil_affairs": "民政", "rural_revitalisation": "乡村振兴", "trade_union": "总工会",
-                 "disability_federation": "残联", "veterans_affairs": "退役军人事务"}
+                 "disability_federation": "残联", "veterans_affairs": "退役军人事务", "document": "证明材料",
+                 "manual": "人工核查"}
 
 
 def all_labels() -> dict[str, object]:

@@ -75,14 +75,20 @@
       .map(k => [k, a[k] === undefined ? "—" : String(a[k]), b[k] === undefined ? "—" : String(b[k])]);
   }
 
+  /* An objector is stored as a keyed hash, never by name (README: Objections): say so rather than show the hash. */
+  function actorText(actor) {
+    const sub = String(actor.sub || "");
+    return sub.startsWith("hmac-sha256:") ? `异议人（身份保密，${label("role", actor.role)}）` : `${sub}（${label("role", actor.role)}）`;
+  }
+
   const slider = document.getElementById("version");
   slider.max = String(events.length);
   Z.fill(document.getElementById("timeline"), events.map((e, i) => {
     const rows = changes(i ? events[i - 1].state_after : {}, e.state_after);
     return el("li", { id: `v${e.version}` },
       el("h3", {}, `版本 ${e.version} · ${label("event", e.type)}`),
-      Z.dl([["时间", Z.time(e.occurred_at)], ["操作人", `${e.actor.sub}（${label("role", e.actor.role)}）`], ["事件", e.type]]),
-      el("details", {}, el("summary", {}, `变化的字段（${rows.length}）`),
+      Z.dl([["时间", Z.time(e.occurred_at)], ["操作人", actorText(e.actor)], ["事件", e.type]]),
+      el("details", { open: rows.length <= 12 }, el("summary", {}, `变化的字段（${rows.length}）`),
         Z.table(["字段", "之前", "之后"], rows.slice(0, 200))),
       el("button", { type: "button", class: "link", "data-version": e.version, onclick: () => showVersion(e.version) }, `查看此版本的案件状态`));
   }));

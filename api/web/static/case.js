@@ -199,7 +199,17 @@
     if (!a) { Z.fill(box, el("p", {}, "尚未评价")); return; }
     Z.fill(box, Z.dl([["总分", a.score], ["建议等级", label("level", a.suggested_level || "not_identified")],
       ["评分模型", `${a.model_version}（${a.profile_version}）`]]),
-    Z.table(["评分项", "依据", "得分"], (a.breakdown || []).map(b => [b.label, b.detail, b.points]), "各评分项得分"));
+    Z.table(["评分项", "依据", "得分"], (a.breakdown || []).map(b => [b.label || b.item, detailText(b.detail), b.points]), "各评分项得分"));
+  }
+
+  /* An item's detail is a code (serious_illness) or name=value (ratio=0.43): codes are shown by their names. */
+  function detailText(detail) {
+    if (detail === null || detail === undefined) return "—";
+    const text = String(detail);
+    for (const kind of ["level", "category", "sudden_event", "health", "occupation", "family_type"]) {
+      if ((Z.labels[kind] || {})[text]) return Z.labels[kind][text];
+    }
+    return text;
   }
 
   function renderEvaluation(e) {

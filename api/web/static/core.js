@@ -73,7 +73,7 @@ const Z = (() => {
     if (isNaN(d)) return String(value);
     // Shown in China time whatever the browser's zone: deadlines and records are Chinese calendar dates.
     const china = new Date(d.getTime() + 8 * 3600 * 1000);
-    return china.toISOString().slice(0, 16).replace("T", " ");
+    return china.toISOString().slice(0, 19).replace("T", " ");
   }
   function money(value) { return (value === null || value === undefined) ? "—" : "¥" + value; }
 

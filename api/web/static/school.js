@@ -62,6 +62,7 @@
     const r = await Z.api("GET", `/v1/schools/${school}/publicity`);
     const box = document.getElementById("board-list");
     if (!r.ok) { Z.showProblem(r, box); return; }
+    if (r.data.school) Z.fill(document.getElementById("school-heading"), `${r.data.school}（${school}）${who.class_id ? " · 班级 " + who.class_id : ""}`);
     Z.fill(box, el("p", {}, `${r.data.school || school} · ${r.data.on}`),
       Z.table(["姓名", "年级班级", "认定等级", "公示期"], r.data.entries.map(e => [e.name, e.grade_class, label("level", e.level),
         `${e.starts_on} 至 ${e.ends_on}`]), "正在公示的认定结果"));
