@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, bindparam, select
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, select
 from sqlalchemy.engine import Connection
 
+from projections.bulk import key_in, upsert_rows
 from projections.runner import Envelope, View
 
 # Which status each event leaves the case in (None: the event does not move the status).
@@ -62,26 +63,21 @@ class CaseIndex(View):
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
         table = tables["cases"]
-        ids = {str(e.case_id) for e in batch}
+        ids = {e.case_key for e in batch}
         rows: dict[str, dict[str, Any]] = {
-            r.case_id: dict(r._mapping) for r in conn.execute(select(table).where(table.c.case_id.in_(ids)))
+            r.case_id: dict(r._mapping) for r in conn.execute(select(table).where(key_in(conn, table.c.case_id, ids)))
         }
         existing = set(rows)
         for envelope in batch:
             self._apply(rows, envelope)
-        new = [r for k, r in rows.items() if k not in existing]
-        changed = [{**r, "b_case_id": k} for k, r in rows.items() if k in existing]
-        if new:
-            conn.execute(table.insert(), new)
-        if changed:
-            columns: dict[str, Any] = {c.name: bindparam(c.name) for c in table.columns if c.name != "case_id"}
-            conn.execute(table.update().where(table.c.case_id == bindparam("b_case_id")).values(columns), changed)
+        upsert_rows(conn, table, "case_id", [r for k, r in rows.items() if k not in existing],
+                    [r for k, r in rows.items() if k in existing])
 
     @staticmethod
     def _apply(rows: dict[str, dict[str, Any]], envelope: Envelope) -> None:
         event = envelope.event
         kind = type(event).__name__
-        key = str(envelope.case_id)
+        key = envelope.case_key
         if kind == "Applied":
             student = event.form["student"]
             rows[key] = {

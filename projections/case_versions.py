@@ -15,6 +15,7 @@ from uuid import UUID
 from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, case, func, select
 from sqlalchemy.engine import Connection
 
+from projections.bulk import insert_rows
 from projections.runner import Envelope, Projections, View
 
 
@@ -35,8 +36,8 @@ class CaseVersions(View):
         return {"versions": table}
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
-        conn.execute(tables["versions"].insert(), [
-            {"case_id": str(e.case_id), "version": e.version, "occurred_at": e.occurred_at,
+        insert_rows(conn, tables["versions"], [
+            {"case_id": e.case_key, "version": e.version, "occurred_at": e.occurred_at,
              "event_type": type(e.event).__name__, "position": e.position}
             for e in batch
         ])

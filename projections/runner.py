@@ -2,9 +2,9 @@
 
 Each view owns physical tables per *generation* (`<base>_g<N>`). A generation's tracking row in
 `projection_state` holds its log position; a batch of events is applied and the position moved in ONE transaction,
-so a crash anywhere repeats and loses nothing. The transaction starts by updating the tracking row, which takes its
-lock (row lock on PostgreSQL, the write lock on SQLite) before the position is read: two runners on one view
-serialise, and never both apply a batch.
+so a crash anywhere repeats and loses nothing. The batch is read from the position seen before the transaction,
+and the transaction applies it only if a compare-and-set on the tracking row (which takes its lock: a row lock on
+PostgreSQL, the write lock on SQLite) still finds that position: two runners on one view never both apply a batch.
 
 Rebuilds write a new generation beside the active one and switch over when it has caught up, so queries keep
 answering from the old tables meanwhile; a view whose `schema_version` changed is rebuilt the same way (its old
@@ -17,8 +17,10 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, ClassVar
 
 from eventsourcing.persistence import Notification
@@ -68,6 +70,11 @@ class Envelope:
     @property
     def case_id(self) -> Any:
         return self.event.originator_id
+
+    @cached_property
+    def case_key(self) -> str:
+        """The case id as views store it (text); formatted once per event however many views ask."""
+        return str(self.event.originator_id)
 
     @property
     def version(self) -> int:
@@ -201,22 +208,36 @@ class Projections:
 
     def step(self, view: str, generation: int, limit: int | None = None) -> int:
         """Applies at most one batch to one generation; returns how many events it applied."""
+        applied, _ = self._step(view, generation, limit or self.batch_size)
+        return applied
+
+    def read_batch(self, view: str, after: int, limit: int) -> tuple[int, list[Envelope]]:
+        """The next events a view takes after log position `after`, decoded: (after, batch)."""
+        notifications = self.store.recorder.select_notifications(
+            start=after + 1, limit=limit, topics=self.views[view].topics)
+        return after, [self._envelope(n) for n in notifications]
+
+    def _step(self, view: str, generation: int, limit: int,
+              prefetched: tuple[int, list[Envelope]] | None = None) -> tuple[int, int | None]:
+        """One batch: (events applied, the generation's position afterwards, None once it is retired).
+        A `prefetched` batch is used only if it was read from exactly the position the generation is at."""
         spec = self.views[view]
         tables = self.tables_of(view, generation)
         key = and_(projection_state.c.view == view, projection_state.c.generation == generation)
         with self.engine.connect() as conn:
             row = conn.execute(select(projection_state.c.position, projection_state.c.status).where(key)).first()
         if row is None or row.status == "retired":
-            return 0
+            return 0, None
         position = int(row.position)
         # The batch is read and decoded BEFORE the write lock is taken. On SQLite, holding the database's write lock
         # while waiting for the event store's connection pool deadlocks (until a 5 s pool timeout) with a command
         # that holds the pool's writer slot and waits for that lock: found by tests/reliability/test_concurrency.
-        notifications = self.store.recorder.select_notifications(
-            start=position + 1, limit=limit or self.batch_size, topics=spec.topics)
-        if not notifications:
-            return 0
-        batch = [self._envelope(n) for n in notifications]
+        if prefetched is not None and prefetched[0] == position:
+            batch = prefetched[1]
+        else:
+            batch = self.read_batch(view, position, limit)[1]
+        if not batch:
+            return 0, position
         with self.engine.begin() as conn:
             # Compare-and-set under the row's lock: if another runner moved this generation since the read above,
             # nothing is applied here (exactly once), and the next step reads from where that runner stopped.
@@ -225,12 +246,12 @@ class Projections:
                                           projection_state.c.position == position)
                                    .values(updated_at=datetime.now(UTC)))
             if touched.rowcount == 0:
-                return 0
+                return 0, position
             spec.handle(conn, tables, batch)
             conn.execute(update(projection_state).where(key).values(position=batch[-1].position))
         self.log.debug("projection_batch", view=view, generation=generation, events=len(batch),
                        position=batch[-1].position)
-        return len(batch)
+        return len(batch), batch[-1].position
 
     def _envelope(self, notification: Notification) -> Envelope:
         return Envelope(position=notification.id, topic=notification.topic,
@@ -338,24 +359,39 @@ class Projections:
 
     def rebuild(self, view: str, on_progress: Callable[[Progress], None] | None = None,
                 batch_size: int = 5000) -> Progress:
-        """Rebuilds one view into fresh tables, reporting progress, and switches over when caught up."""
+        """Rebuilds one view into fresh tables, reporting progress, and switches over when caught up.
+
+        A reader thread reads and decodes the next batch while this one is written (decoding is pure Python,
+        the writing mostly waits on the database), so a rebuild runs at close to the rate the log can be read
+        and decoded. A batch read ahead is applied only if the generation is still where it was read from."""
         generation = self.start_rebuild(view)
         started = time.monotonic()
         done = 0
-        position = 0
-        while True:
-            applied = self.step(view, generation, limit=batch_size)
-            done += applied
-            with self.engine.connect() as conn:
-                position = int(conn.execute(select(projection_state.c.position).where(
-                    projection_state.c.view == view, projection_state.c.generation == generation)).scalar_one())
-            elapsed = max(time.monotonic() - started, 1e-6)
-            progress = Progress(view, generation, position, self.head(), done, done / elapsed)
-            if on_progress:
-                on_progress(progress)
-            if applied == 0 and self._switch_if_caught_up(view, generation):
-                self._drop_retired()
-                return progress
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rebuild-{view}") as reader:
+            ahead = reader.submit(self.read_batch, view, self.position(view, generation), batch_size)
+            while True:
+                prefetched = ahead.result()
+                after = prefetched[1][-1].position if prefetched[1] else prefetched[0]
+                ahead = reader.submit(self.read_batch, view, after, batch_size)
+                applied, position = self._step(view, generation, batch_size, prefetched)
+                if position is None:
+                    raise RuntimeError(f"generation {generation} of {view} was retired by another process")
+                done += applied
+                elapsed = max(time.monotonic() - started, 1e-6)
+                progress = Progress(view, generation, position, self.head(), done, done / elapsed)
+                if on_progress:
+                    on_progress(progress)
+                if applied == 0 and (self._switch_if_caught_up(view, generation)
+                                     or self._status(view, generation) == "active"):
+                    # Switched here, or by another process rebuilding the same generation.
+                    self._drop_retired()
+                    return progress
+
+    def _status(self, view: str, generation: int) -> str | None:
+        with self.engine.connect() as conn:
+            status: str | None = conn.execute(select(projection_state.c.status).where(
+                projection_state.c.view == view, projection_state.c.generation == generation)).scalar()
+        return status
 
     def wait_for(self, view: str, position: int, timeout: float = 5.0) -> bool:
         """Read-your-writes: waits (at most `timeout` seconds) until the view's active generation has reached

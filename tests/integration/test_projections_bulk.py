@@ -1,0 +1,55 @@
+"""Bulk writes of views (COPY on PostgreSQL, executemany on SQLite) keep every value exactly, inside the batch's
+transaction: awkward text, NULLs, booleans, times; a rolled-back batch leaves nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, MetaData, String, Table, select
+
+from api.deps import Services
+from projections.bulk import insert_rows, upsert_rows
+from projections.runner import as_utc
+
+AWKWARD = ["tab\there", "line\nbreak", "back\\slash", "\\N", "", "韦小明", "carriage\rreturn", "quote\"'"]
+
+
+def _table(services: Services) -> Table:
+    table = Table("bulk_probe", MetaData(), Column("key", String(40), primary_key=True), Column("text", String(200)),
+                  Column("flag", Boolean), Column("at", DateTime(timezone=True)), Column("n", BigInteger))
+    table.create(services.engine)
+    return table
+
+
+def _read(services: Services, table: Table) -> dict[str, tuple[object, ...]]:
+    with services.engine.connect() as conn:
+        return {r.key: (r.text, r.flag, as_utc(r.at) if r.at else None, r.n)
+                for r in conn.execute(select(table))}
+
+
+def test_rows_come_back_exactly_as_written(services: Services) -> None:
+    table = _table(services)
+    moment = datetime(2025, 9, 15, 1, 2, 3, 456789, tzinfo=UTC)
+    rows = [{"key": f"k{i}", "text": text, "flag": i % 2 == 0, "at": moment, "n": 2**40 + i}
+            for i, text in enumerate(AWKWARD)]
+    rows.append({"key": "nulls", "text": None, "flag": None, "at": None, "n": None})
+    with services.engine.begin() as conn:
+        insert_rows(conn, table, rows)
+    assert _read(services, table) == {r["key"]: (r["text"], r["flag"], r["at"], r["n"]) for r in rows}
+
+    with services.engine.begin() as conn:
+        upsert_rows(conn, table, "key", [{"key": "new", "text": "fresh", "flag": True, "at": moment, "n": 1}],
+                    [{"key": "k0", "text": "replaced\tagain", "flag": False, "at": None, "n": 7}])
+    after = _read(services, table)
+    assert after["new"] == ("fresh", True, moment, 1)
+    assert after["k0"] == ("replaced\tagain", False, None, 7)
+    assert len(after) == len(rows) + 1
+
+
+def test_a_failed_batch_writes_nothing(services: Services) -> None:
+    table = _table(services)
+    with pytest.raises(RuntimeError), services.engine.begin() as conn:
+        insert_rows(conn, table, [{"key": "a", "text": "x", "flag": True, "at": None, "n": 1}])
+        raise RuntimeError("the batch fails after its rows were sent")
+    assert _read(services, table) == {}
