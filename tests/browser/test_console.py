@@ -109,6 +109,7 @@ def _apply_on_a_phone(page: Page, student: str) -> str:
     expect(page.locator("#f-attestation-error")).to_contain_text("个人承诺")  # no submission without attesting
     page.get_by_label("我已阅读并承诺以上信息属实").check()
     accessible(page)
+    _fits_a_phone(page)
     screenshot(page, "03-applicant-review-attestation")
     page.get_by_role("button", name="提交申请").click()
 
@@ -118,8 +119,14 @@ def _apply_on_a_phone(page: Page, student: str) -> str:
     expect(page.locator("#progress li.current")).to_have_text(re.compile("个人申请"))
     expect(page.locator("#actions")).to_contain_text("修改申请")
     accessible(page)
+    _fits_a_phone(page)
     screenshot(page, "04-applicant-case-progress")
     return _case_id(page)
+
+
+def _fits_a_phone(page: Page) -> None:
+    """Phone first: nothing makes the whole page scroll sideways at 390 px."""
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
 
 def _command(page: Page, name: str) -> Any:
@@ -205,6 +212,7 @@ def test_apply_verify_rate_notice_object_resolve_and_replay(server: Server, open
     expect(applicant.locator("#publicity")).to_contain_text("待处理")
     expect(applicant.locator("#messages")).to_contain_text("认定结果进入公示期")
     accessible(applicant)
+    _fits_a_phone(applicant)
     screenshot(applicant, "08-applicant-objection")
 
     # The school finds the objection awaiting resolution and dismisses it with a reason.

@@ -96,12 +96,13 @@ const Z = (() => {
     else flash(text, "error");
   }
 
+  /* Wide tables scroll inside their own box, so a phone never scrolls the whole page sideways. */
   function table(headers, rows, caption) {
-    return el("table", {},
+    return el("div", { class: "table-wrap" }, el("table", {},
       caption ? el("caption", {}, caption) : null,
       el("thead", {}, el("tr", {}, headers.map(h => el("th", { scope: "col" }, h)))),
       el("tbody", {}, rows.length ? rows.map(r => el("tr", {}, r.map(c => el("td", {}, c))))
-        : el("tr", {}, el("td", { colspan: headers.length, class: "empty" }, "暂无"))));
+        : el("tr", {}, el("td", { colspan: headers.length, class: "empty" }, "暂无")))));
   }
   function dl(pairs) {
     return el("dl", { class: "kv" }, pairs.filter(p => p).map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
