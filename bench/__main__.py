@@ -1,0 +1,55 @@
+"""`python -m bench [--quick]`: every benchmark scenario, figures printed as ratios against same-run baselines.
+
+(a) rebuild throughput per view vs merely reading and decoding the log, on SQLite and PostgreSQL;
+(b) at scale on PostgreSQL: queue page, as-of read and region statistics latency (p50/p99, in-process) vs a bare
+    indexed SELECT of the same rows;
+(c) registry data matching of 1,000,000 applications against 1,000,000 registry entries vs a plain hash join of the
+    same keys, with the scenario's peak resident memory (bench/matching.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+from adapters.logs import configure_logging
+from bench import matching, rebuild, scale
+from bench.harness import say
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every scenario at a small size (well under a minute)")
+    parser.add_argument("--only", choices=["rebuild", "scale", "matching"], help="run one scenario")
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], action="append",
+                        help="for (a); default both")
+    parser.add_argument("--rebuild-cases", type=int, help="cases for (a) (default 20,000; quick 1,000)")
+    parser.add_argument("--scale-cases", type=int, help="cases for (b) (default 1,000,000; quick 3,000)")
+    parser.add_argument("--samples", type=int, help="timed calls per query kind in (b) (default 2,000; quick 300)")
+    parser.add_argument("--repeats", type=int, help="runs per view in (a), best kept (default 3; quick 2)")
+    parser.add_argument("--batch-size", type=int, default=5000, help="events per rebuild transaction")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark databases afterwards")
+    args = parser.parse_args()
+    configure_logging("WARNING")
+
+    quick = args.quick
+    rebuild_cases = args.rebuild_cases or (1_000 if quick else 20_000)
+    scale_cases = args.scale_cases or (3_000 if quick else 1_000_000)
+    samples = args.samples or (300 if quick else 2_000)
+    say(f"zizhu benchmarks{' (quick)' if quick else ''} on {platform.node()}: {platform.processor() or 'cpu'}, "
+        f"Python {platform.python_version()}")
+    began = time.perf_counter()
+    if args.only in (None, "rebuild"):
+        for backend in args.backend or ["sqlite", "postgres"]:
+            rebuild.run_backend(backend, rebuild_cases, args.batch_size, per_event_sample=200 if quick else 2_000,
+                                repeats=args.repeats or (2 if quick else 3), keep=args.keep)
+    if args.only in (None, "scale"):
+        scale.run(scale_cases, samples, batch_size=args.batch_size, keep=args.keep)
+    if args.only in (None, "matching"):
+        matching.run(quick)
+    say(f"\nall scenarios took {time.perf_counter() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
