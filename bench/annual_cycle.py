@@ -214,8 +214,8 @@ def batched_append_rate(url: str, events: list[StoredEvent]) -> float:
 
 
 def run(quick: bool, students: int | None = None) -> dict[str, Any]:
-    size = students or (200 if quick else 10_000)
-    say(f"\n(e) annual cycle on PostgreSQL: {size:,} students in {len(schools_csv(size).splitlines()) - 1} schools "
+    size = students or (100 if quick else 10_000)
+    say(f"\n(f) annual cycle on PostgreSQL: {size:,} students in {len(schools_csv(size).splitlines()) - 1} schools "
         f"of region {REGION}, single process, one thread")
     cycle = Cycle(size)
     with database("postgres") as url:

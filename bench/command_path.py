@@ -229,7 +229,7 @@ def breakdown(services: Services, students: int, offset: int) -> dict[str, dict[
     return {step: {k: v / students for k, v in entry.items()} for step, entry in stats.items()}
 
 
-def run_backend(backend: str, students: int, rounds: int = 4) -> dict[str, float]:
+def run_backend(backend: str, students: int, rounds: int = 3) -> dict[str, float]:
     """The service and its baselines run in alternating rounds, so a change in the machine's load (it is shared)
     falls on all of them alike."""
     seconds = {"service": 0.0, "bare": 0.0, "plain": 0.0, "raw": 0.0}
@@ -267,7 +267,7 @@ def run_backend(backend: str, students: int, rounds: int = 4) -> dict[str, float
 
 
 def run(quick: bool, backends: tuple[str, ...] = ("sqlite", "postgres"), students: int | None = None) -> None:
-    size = students or (60 if quick else 2_000)
-    say(f"\n(c) command path: {size:,} students × {len(STEPS)} commands ({', '.join(STEPS)}), one thread")
+    size = students or (30 if quick else 2_000)
+    say(f"\n(d) command path: {size:,} students × {len(STEPS)} commands ({', '.join(STEPS)}), one thread")
     for backend in backends:
         run_backend(backend, size)
