@@ -58,11 +58,12 @@ VERIFY_METHOD: Final = {"document": "材料核验", "manual": "人工核查", "d
 OBJECTION_OUTCOME: Final = {"dismissed": "异议不成立（维持认定）", "upheld": "异议成立（重新认定）"}
 OBJECTION_STATUS: Final = {"open": "待处理", "resolved": "已处理", "upheld": "成立", "dismissed": "不成立"}
 PROGRAMME: Final = {"national_grant": "国家助学金", "tuition_waiver": "免学费", "accommodation_subsidy": "住宿费补助",
-                    "emergency_aid": "应急资助"}
+                    "provincial_grant": "省级助学金", "emergency_aid": "应急资助"}
 PLAN_ITEM: Final = {"study_planning": "学业规划", "psychological_support": "心理支持", "skills": "技能提升",
                     "employment_guidance": "就业指导", "labour_education": "劳动教育"}
 OWNER: Final = {"student_affairs": "学工部门", "academic_affairs": "教务部门", "counselling": "心理中心",
                 "employment": "就业部门", "youth_league": "共青团"}
+EXEMPTION_GROUND: Final = {"sufficient_basis": "认定依据充分", "low_amount": "资助金额较小", "urgent": "情况紧急"}
 FINDING: Final = {"consistent": "情况属实", "inconsistent": "情况不符"}
 SOURCE: Final = {"civil_affairs": "民政", "rural_revitalisation": "乡村振兴", "trade_union": "总工会",
                  "disability_federation": "残联", "veterans_affairs": "退役军人事务", "document": "证明材料",
@@ -76,6 +77,7 @@ def all_labels() -> dict[str, object]:
         "stage": STAGE, "relation": RELATION, "occupation": OCCUPATION, "health": HEALTH,
         "sudden_event": SUDDEN_EVENT, "family_type": FAMILY_TYPE, "applicant": APPLICANT,
         "verify_method": VERIFY_METHOD, "objection_outcome": OBJECTION_OUTCOME, "objection_status": OBJECTION_STATUS,
-        "programme": PROGRAMME, "plan_item": PLAN_ITEM, "owner": OWNER, "finding": FINDING, "source": SOURCE,
+        "programme": PROGRAMME, "exemption_ground": EXEMPTION_GROUND,
+        "plan_item": PLAN_ITEM, "owner": OWNER, "finding": FINDING, "source": SOURCE,
         "event": EVENT_LABELS, "role": ROLE_LABELS,
     }

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import DESKTOP, PHONE, Server, accessible, ready, screenshot
-from tests.support import GX_SCHOOL, form, id_number
+from tests.support import GX_SCHOOL, JS_SCHOOL, form, id_number
 
 pytestmark = pytest.mark.xdist_group("browser")
 
@@ -331,3 +331,55 @@ def test_a_page_without_a_token_sends_the_person_to_sign_in(server: Server, brow
         screenshot(page, "00-sign-in")
     finally:
         context.close()
+
+
+def test_school_exempts_where_allowed_then_keeps_a_support_plan(server: Server, open_page: OpenPage) -> None:
+    """Jiangsu's special channel confirms without a notice; the school then makes the one-student-one-plan with a
+    department's help item and records an action, which the applicant reads on their phone."""
+    expect = _expect()
+    student = id_number(401, region="320102")
+    owner = server.token("applicant", sub="guardian-401", student=student)
+    staff = server.token("school", sub="staff-js", school=JS_SCHOOL)
+    created = server.api("POST", "/v1/cases", owner, json=form(401, school_id=JS_SCHOOL, region="320102"))
+    assert created.status_code == 201, created.text
+    case_id = created.json()["id"]
+    steps = [(staff, "verify", {"method": "document", "confirmed_categories": ["minimum_living_allowance"]}),
+             (staff, "assess", {}),
+             (server.token("evaluator", school=JS_SCHOOL, class_id="G10-3"), "evaluate",
+              {"votes_for": 6, "votes_against": 0, "recommended_level": "especially_difficult"})]
+    for token, command, body in steps:
+        answer = server.api("POST", f"/v1/cases/{case_id}/{command}", token, json=body)
+        assert answer.status_code == 200, answer.text
+    suggested = answer.json()["assessment"]["suggested_level"]
+    assert server.api("POST", f"/v1/cases/{case_id}/rate", staff, json={"level": suggested}).status_code == 200
+
+    school = open_page(staff, DESKTOP)
+    school.goto(f"{server.url}/cases/{case_id}")
+    ready(school)
+    exempt = _command(school, "exempt-publicity")
+    exempt.get_by_label("免于公示的理由").select_option("sufficient_basis")
+    exempt.get_by_role("button", name="免于公示并确认").click()
+    expect(school.locator("#case-heading")).to_contain_text("认定已确认")
+    expect(school.locator("#publicity")).to_contain_text("认定依据充分")
+    _command(school, "create-plan").get_by_role("button", name="制定帮扶计划").click()
+    expect(school.locator("#plan")).to_contain_text("国家助学金")
+    item = _command(school, "plan-item")
+    item.get_by_label("类型").select_option("psychological_support")
+    item.get_by_label("内容").fill("每月一次心理辅导")
+    item.get_by_role("button", name="添加").click()
+    expect(school.locator("#plan")).to_contain_text("心理支持 · 心理")
+    action = _command(school, "plan-action")
+    action.get_by_label("心理支持：本次措施").fill("首次谈话")
+    action.get_by_label("效果").fill("情绪稳定")
+    action.get_by_role("button", name="记录措施").click()
+    expect(school.locator("#plan")).to_contain_text("首次谈话 → 情绪稳定")
+    accessible(school)
+    screenshot(school, "11-school-support-plan")
+
+    applicant = open_page(owner, PHONE)
+    applicant.goto(f"{server.url}/cases/{case_id}")
+    ready(applicant)
+    expect(applicant.locator("#plan")).to_contain_text("每月一次心理辅导")
+    expect(_command(applicant, "plan-item")).to_have_count(0)  # the applicant reads the plan, never edits it
+    accessible(applicant)
+    _fits_a_phone(applicant)

@@ -145,6 +145,10 @@
           if (r.ok) { Z.flash(`公示已开启：${r.data.starts_on} 至 ${r.data.ends_on}。`); await load(); }
           return r;
         }, { name: "publicize" }));
+      // Only where the region's profile allows it (the Jiangsu pilot's special channel); elsewhere the API says no.
+      forms.push(F.form("免于公示（仅限政策允许的地区）", [F.select("ground", "免于公示的理由", F.options("exemption_ground"))],
+        "免于公示并确认", v => command(`${base}/exempt-publicity`, { ground: v.ground }, "已免于公示，认定已确认。"),
+      { name: "exempt-publicity" }));
     }
     openObjections.forEach(o => {
       forms.push(F.form(`处理异议（${Z.time(o.raised_at)}）`, [
@@ -235,7 +239,7 @@
       o.resolution ? `${label("objection_outcome", o.resolution.outcome)}：${o.resolution.reason || ""}` : "—"]);
     Z.fill(document.getElementById("publicity"),
       p ? Z.dl([["公示期", `${Z.date(p.starts_on)} 至 ${Z.date(p.ends_on)}`], ["工作日", `${p.working_days} 天`]])
-        : c.exemption ? el("p", {}, `免于公示：${c.exemption.ground || ""}`) : el("p", {}, "尚未公示"),
+        : c.exemption ? el("p", {}, `免于公示：${label("exemption_ground", c.exemption.ground)}`) : el("p", {}, "尚未公示"),
       c.confirmed_on ? el("p", {}, `认定确认日期：${Z.date(c.confirmed_on)}`) : null,
       el("h3", {}, "异议"), Z.table(["提出时间", "理由", "状态", "处理结果"], rows));
   }
