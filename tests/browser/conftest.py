@@ -116,8 +116,10 @@ def browser() -> Iterator[Any]:
         if os.environ.get("CI") == "true":
             pytest.fail("Chromium must be installed under CI (.ci/run installs the chromium package)")
         pytest.skip("no /usr/bin/chromium on this machine (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # A loaded two-core machine (CI runs two test workers) can take seconds over a command that waits for a view.
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
