@@ -313,8 +313,19 @@ def test_pages_show_only_what_the_api_lets_the_token_see(server: Server, open_pa
     expect(application).to_contain_text("韦**")  # the official view masks the name and the ID number
     expect(application).not_to_contain_text(id_number(301))
     expect(application).to_contain_text("按您的角色不显示家庭成员信息")
-    expect(bureau.locator("#actions")).to_contain_text("无需办理")
     accessible(bureau)
+    # Stating a reason lifts the mask, as in the API, and the reading lands in the auditors' access log.
+    disclose = _command(bureau, "disclose")
+    disclose.get_by_label("查阅理由").fill("抽查核实家庭情况")
+    disclose.get_by_role("button", name="说明理由并查看").click()
+    bureau.wait_for_url(re.compile(r"reason="))
+    ready(bureau)
+    expect(bureau.locator("#application")).to_contain_text(id_number(301))
+    auditor = open_page(server.token("auditor", sub="auditor-2"), DESKTOP)
+    ready(auditor)
+    expect(auditor.locator("#access-log")).to_contain_text("抽查核实家庭情况")
+    expect(auditor.locator("#access-log")).to_contain_text("bureau-2")
+    accessible(auditor)
 
 
 def test_a_page_without_a_token_sends_the_person_to_sign_in(server: Server, browser: Any) -> None:

@@ -38,8 +38,8 @@
     const log = await Z.api("GET", "/v1/audit/access-log?limit=50");
     if (log.ok) {
       Z.fill(document.getElementById("access-log"), Z.table(["时间", "查阅人", "案件", "接口", "理由"],
-        log.data.items.map(x => [Z.time(x.at || x.occurred_at), `${x.sub}（${label("role", x.role)}）`,
-          x.case_id ? el("a", { href: `/audit/cases/${x.case_id}` }, x.case_id.slice(0, 8)) : "—", x.route || "—", x.reason || "—"])));
+        log.data.items.map(x => [Z.time(x.at), `${x.who.sub}（${label("role", x.who.role)}）`,
+          x.case_id ? el("a", { href: `/audit/cases/${x.case_id}` }, x.case_id.slice(0, 8)) : "—", x.resource || "—", x.reason || "—"])));
     }
     document.body.dataset.ready = "true";
     return;

@@ -17,7 +17,9 @@
   if (params.get("amended")) Z.flash("申请已修改。");
 
   async function load() {
-    const result = await Z.api("GET", `/v1/cases/${caseId}`);
+    // An official who states why may read the personal fields; the API records that reading (api/masking.py).
+    const reason = params.get("reason");
+    const result = await Z.api("GET", `/v1/cases/${caseId}${reason ? "?reason=" + encodeURIComponent(reason) : ""}`);
     if (!result.ok) {
       Z.fill(document.getElementById("case-heading"), result.status === 404 ? "未找到此案件，或不在您的查看范围内。" : Z.problemText(result));
       document.querySelectorAll("main section").forEach(s => { s.hidden = true; });
@@ -107,6 +109,14 @@
         recommended_level: v.recommended_level || null }, "评议结果已记录。"), { name: "evaluate" }));
     }
     if (role === "school") schoolActions(c, forms, base, openObjections);
+    if ((role === "bureau" || role === "auditor") && !params.get("reason")) {
+      forms.push(F.form("查看完整个人信息", [F.input("reason", "查阅理由（将记入查阅记录）", { required: true, minlength: 4 })],
+        "说明理由并查看", v => {
+          if ((v.reason || "").length < 4) return Promise.resolve({ ok: false, status: 422, data: { title: "理由过短", detail: "请至少填写4个字" } });
+          location.search = "?reason=" + encodeURIComponent(v.reason);
+          return Promise.resolve({ ok: true });
+        }, { name: "disclose" }));
+    }
     if (role === "auditor") forms.push(el("p", {}, el("a", { class: "button", href: `/audit/cases/${caseId}` }, "查看全过程时间线与历史版本")));
     Z.fill(box, forms.length ? forms : el("p", {}, "当前状态下您无需办理事项。"));
   }
