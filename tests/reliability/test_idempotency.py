@@ -37,19 +37,27 @@ def _same(first: httpx.Response, second: httpx.Response) -> None:
     assert second.headers["ETag"] == first.headers["ETag"]
 
 
+def _verified(client: TestClient, auth: TokenFactory, seq: int) -> str:
+    case_id = _apply(client, auth, seq)
+    verified = client.post(f"/v1/cases/{case_id}/verify", json=VERIFY, headers=auth("school", school=GX_SCHOOL))
+    assert verified.status_code == 200, verified.text
+    return case_id
+
+
 def test_a_retried_command_gets_the_first_result_and_no_second_event(
         client: TestClient, auth: TokenFactory, figures: dict[str, Any]) -> None:
-    case_id = _apply(client, auth, 1)
-    school = {**auth("school", school=GX_SCHOOL), "Idempotency-Key": "verify-1"}
-    first = client.post(f"/v1/cases/{case_id}/verify", json=VERIFY, headers=school)
+    case_id = _verified(client, auth, 1)
+    school = {**auth("school", school=GX_SCHOOL), "Idempotency-Key": "assess-1"}
+    first = client.post(f"/v1/cases/{case_id}/assess", json={}, headers=school)
     assert first.status_code == 200, first.text
-    # Verify is allowed again on a verified case, so without the key a retry would record a second event.
-    retried = client.post(f"/v1/cases/{case_id}/verify", json=dict(reversed(VERIFY.items())), headers=school)
+    # Assess is allowed again on an assessed case and records a new event each time: only the key stops a retry.
+    retried = client.post(f"/v1/cases/{case_id}/assess", content=b"{ }",
+                          headers={**school, "Content-Type": "application/json"})
     _same(first, retried)
     assert retried.headers["X-Min-Position"] == first.headers["X-Min-Position"]
-    assert _event_types(client, auth, case_id) == ["Applied", "Verified"]
-    unkeyed = client.post(f"/v1/cases/{case_id}/verify", json=VERIFY, headers=auth("school", school=GX_SCHOOL))
-    assert unkeyed.status_code == 200 and unkeyed.json()["version"] == 3
+    assert _event_types(client, auth, case_id) == ["Applied", "Verified", "Assessed"]
+    unkeyed = client.post(f"/v1/cases/{case_id}/assess", json={}, headers=auth("school", school=GX_SCHOOL))
+    assert unkeyed.status_code == 200 and unkeyed.json()["version"] == 4
     figures.update(commands_sent=3, events_recorded=2, duplicates_suppressed=1)
 
 
@@ -105,29 +113,29 @@ def test_keys_belong_to_their_caller(client: TestClient, auth: TokenFactory) -> 
 def test_a_key_saved_in_the_event_but_not_indexed_is_still_found(
         client: TestClient, auth: TokenFactory, settings: Settings) -> None:
     """The process died between saving the event and writing the index row: the event itself holds the key."""
-    case_id = _apply(client, auth, 8)
+    case_id = _verified(client, auth, 8)
     school = {**auth("school", school=GX_SCHOOL), "Idempotency-Key": "crash-window"}
-    first = client.post(f"/v1/cases/{case_id}/verify", json=VERIFY, headers=school)
+    first = client.post(f"/v1/cases/{case_id}/assess", json={}, headers=school)
     assert first.status_code == 200
     engine = create_db_engine(settings)
     with engine.begin() as conn:
         assert conn.execute(delete(idempotency_keys)).rowcount == 1
     engine.dispose()
-    retried = client.post(f"/v1/cases/{case_id}/verify", json=VERIFY, headers=school)
+    retried = client.post(f"/v1/cases/{case_id}/assess", json={}, headers=school)
     assert (retried.status_code, retried.json()) == (first.status_code, first.json())
-    assert _event_types(client, auth, case_id) == ["Applied", "Verified"]
-    reused = client.post(f"/v1/cases/{case_id}/verify", json={**VERIFY, "notes": "x"}, headers=school)
+    assert _event_types(client, auth, case_id) == ["Applied", "Verified", "Assessed"]
+    reused = client.post(f"/v1/cases/{case_id}/verify", json=VERIFY, headers=school)
     assert reused.json()["code"] == "idempotency_key_reused"
 
 
 def test_concurrent_duplicates_record_one_event(client: TestClient, auth: TokenFactory,
                                                 figures: dict[str, Any]) -> None:
-    cases = [_apply(client, auth, 20 + i) for i in range(3)]
+    cases = [_verified(client, auth, 20 + i) for i in range(3)]
     school = auth("school", school=GX_SCHOOL)
     copies = 6
 
     def send(case_id: str) -> httpx.Response:
-        return client.post(f"/v1/cases/{case_id}/verify", json=VERIFY,
+        return client.post(f"/v1/cases/{case_id}/assess", json={},
                            headers={**school, "Idempotency-Key": f"dup-{case_id}"})
 
     with ThreadPoolExecutor(max_workers=copies) as pool:
@@ -136,7 +144,7 @@ def test_concurrent_duplicates_record_one_event(client: TestClient, auth: TokenF
     for case_id in cases:
         bodies = {str(r.json()) for r in responses if r.json()["id"] == case_id}
         assert len(bodies) == 1
-        assert _event_types(client, auth, case_id) == ["Applied", "Verified"]
+        assert _event_types(client, auth, case_id) == ["Applied", "Verified", "Assessed"]
     figures.update(commands_sent=len(responses), cases=len(cases), events_recorded=len(cases),
                    duplicates_suppressed=len(responses) - len(cases))
 
