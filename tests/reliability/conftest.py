@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.reliability.server import Launcher
+
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "reliability"
 
 
@@ -31,3 +33,13 @@ def figures(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     if reporter is not None:
         line = ", ".join(f"{k}={v}" for k, v in reached.items())
         reporter.write_line(f"\n[figures] {request.node.name}: {line}")
+
+
+@pytest.fixture(scope="session")
+def launcher() -> Iterator[Launcher]:
+    """Forks `zizhu serve` children for the tests that kill and restart the service (see server.py)."""
+    started = Launcher()
+    try:
+        yield started
+    finally:
+        started.close()

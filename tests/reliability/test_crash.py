@@ -27,7 +27,7 @@ from api.deps import Services
 from domain.values import Role
 from tests.conftest import SECRET
 from tests.reliability.logcheck import Sent, path_errors, presence_errors
-from tests.reliability.server import Server
+from tests.reliability.server import Launcher, Server
 from tests.support import GX_SCHOOL, form, id_number
 
 KILLS = 5
@@ -106,9 +106,9 @@ def _digest(rows: dict[str, list[tuple[Any, ...]]]) -> str:
 
 
 def test_acknowledged_commands_survive_sigkill_and_views_converge(
-        settings: Settings, database_url: str, tmp_path: Path, figures: dict[str, Any]) -> None:
-    server = Server({"ZIZHU_DATABASE_URL": database_url, "ZIZHU_SECRET": SECRET, "ZIZHU_NOW": settings.now or "",
-                     "ZIZHU_LOG_LEVEL": "WARNING"}, tmp_path / "serve.log")
+        settings: Settings, database_url: str, tmp_path: Path, launcher: Launcher, figures: dict[str, Any]) -> None:
+    server = Server(launcher, {"ZIZHU_DATABASE_URL": database_url, "ZIZHU_SECRET": SECRET,
+                               "ZIZHU_NOW": settings.now or "", "ZIZHU_LOG_LEVEL": "WARNING"}, tmp_path / "serve.log")
     server.start()
     client = Client(server.url)
     done = threading.Event()
@@ -160,7 +160,7 @@ def test_acknowledged_commands_survive_sigkill_and_views_converge(
     acknowledged = sum(1 for r in client.sent if r.status is not None and r.status < 300)
     figures.update(crashes_survived=server.starts - 1, commands_sent=len(client.sent), acknowledged=acknowledged,
                    refused=len(client.sent) - acknowledged, answers_lost_to_kills=client.in_doubt,
-                   cases=len(case_ids), log_head=head, events_lost=0, duplicated_events=0,
+                   cases=len(case_ids), log_position=head, events_lost=0, duplicated_events=0,
                    views_equal_clean_rebuild=True, view_rows=sum(len(v) for v in live.values()),
                    views_digest=_digest(live))
 
