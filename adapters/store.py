@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import Application
+from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 from sqlalchemy.engine import make_url
 
@@ -89,11 +89,35 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+SNAPSHOT_INTERVAL = 100
+
+
+class ShortHistoryFirst(Repository[UUID]):
+    """Loads an aggregate in one round trip when its history is short, which almost every case's is.
+
+    The library asks the snapshot table first on every load, then the events after the snapshot: two round trips,
+    the first one wasted for any aggregate with fewer events than the snapshot interval (no snapshot exists yet).
+    Here the events are read first, at most one interval's worth: fewer came back → that is the whole history, done;
+    a full interval came back → a snapshot may exist, and the library's own path runs (measured by
+    bench/command_path.py: one read less for every command). Reads at a given version use the library's path.
+    """
+
+    def _reconstruct_aggregate(self, aggregate_id: UUID, version: int | None, projector_func: Any) -> Any:
+        if version is None and self.snapshot_store is not None:
+            events = list(self.event_store.get(originator_id=aggregate_id, limit=SNAPSHOT_INTERVAL))
+            if len(events) < SNAPSHOT_INTERVAL:
+                aggregate = projector_func(None, events)
+                if aggregate is None:
+                    raise AggregateNotFoundError(f"Aggregate {aggregate_id!r} not found.")
+                return aggregate
+        return super()._reconstruct_aggregate(aggregate_id, version, projector_func)
+
+
 class CaseStore(Application[UUID]):
     """The event store of student cases. Use cases live in adapters.cases; this only wires persistence."""
 
     name = "zizhu"
-    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {StudentCase: 100}
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {StudentCase: SNAPSHOT_INTERVAL}
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -101,6 +125,10 @@ class CaseStore(Application[UUID]):
         fail_fast(self.recorder)
         if self.snapshots is not None:
             fail_fast(self.snapshots.recorder)
+
+    def construct_repository(self) -> Repository[UUID]:
+        # The library's defaults (no aggregate cache), with the one-round-trip load of short histories.
+        return ShortHistoryFirst(event_store=self.events, snapshot_store=self.snapshots)
 
     def construct_env(self, name: str, env: Any = None) -> Any:
         # Only the keys we pass: ambient PERSISTENCE_MODULE etc. in os.environ must not redirect the store.
