@@ -24,6 +24,7 @@ evaluation; the cost of matching itself is in bench/matching.py.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,7 +43,7 @@ from api.app import build_services
 from api.deps import Services
 from bench import command_path
 from bench.harness import ratio, say
-from bench.http_load import database
+from bench.http_load import database, sampled
 from domain.values import Role
 
 REGION = "450103"
@@ -219,12 +220,14 @@ def run(quick: bool, students: int | None = None) -> dict[str, Any]:
         f"of region {REGION}, single process, one thread")
     cycle = Cycle(size)
     with database("postgres") as url:
-        with opened(url, START) as services:
+        dbname = url.rsplit("/", 1)[-1]
+        with opened(url, START) as services, sampled(os.getpid(), dbname) as first_usage:
             services.schools.import_csv(schools_csv(size), known_provinces={"45"})
             rated = first_half(services, cycle, size)
         later = (datetime.fromisoformat(START) + AFTER_NOTICE).isoformat()
         with opened(url, later) as services:
-            second_half(services, cycle, sorted(rated))
+            with sampled(os.getpid(), dbname) as second_usage:
+                second_half(services, cycle, sorted(rated))
             started = time.perf_counter()
             services.projections.catch_up()
             views = time.perf_counter() - started
@@ -234,6 +237,8 @@ def run(quick: bool, students: int | None = None) -> dict[str, Any]:
     rate = cycle.events / cycle.seconds
     say(f"    {'cycle':10} {cycle.events:9,} events {cycle.seconds:8.1f} s {rate:8,.0f} events/s   "
         f"cycle/bare batched append {ratio(rate, bare)} (bare: {bare:,.0f} events/s, {BATCH} per insert)")
+    for usage in first_usage + second_usage:
+        say(f"    {usage.line().replace('server process', 'this process')}")
     say(f"    remaining views caught up afterwards in {views:.1f} s; "
         f"{len(events):,} events in the log ({len(events) / size:.1f} per student)")
     return {"events": cycle.events, "seconds": cycle.seconds, "rate": rate, "bare": bare}
