@@ -1,21 +1,22 @@
 """Bulk writes for views: a batch of thousands of rows in a few statements, inside the batch's transaction.
 
-On PostgreSQL rows go in by COPY on the transaction's own connection (so they commit or vanish with the tracking
-position, exactly like any other statement of the batch); SQLAlchemy's executemany of thousands of parameter sets
-costs several times more than the database work (measured by bench/: it halved rebuild throughput). On SQLite
-executemany runs in C already and stays.
+On PostgreSQL rows go in by binary COPY on the transaction's own connection (so they commit or vanish with the
+tracking position, exactly like any other statement of the batch): SQLAlchemy's executemany of thousands of
+parameter sets costs several times more than the database's own work, and was the largest cost of a rebuild after
+decoding. A table with a column type not mapped here (Numeric, Enum, JSON …) falls back to executemany, as does
+SQLite, where executemany runs in C already.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 from sqlalchemy import ARRAY, ColumnElement, Table, any_, bindparam, literal
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import sqltypes
+from sqlalchemy.types import TypeEngine
 
 
 def key_in(conn: Connection, column: ColumnElement[Any], values: Collection[Any]) -> ColumnElement[bool]:
@@ -26,57 +27,130 @@ def key_in(conn: Connection, column: ColumnElement[Any], values: Collection[Any]
     return column.in_(list(values))
 
 
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Appends rows (every column of the table, by name; a missing key is NULL)."""
+    """Appends rows (every column of the table, by name; a missing key is NULL). A row whose key is already
+    present fails the batch, as a plain INSERT would."""
     if not rows:
         return
-    if conn.dialect.name != "postgresql":
-        conn.execute(table.insert(), list(rows))
+    if conn.dialect.name == "postgresql":
+        types = _copy_types(table)
+        if types is not None:
+            _copy(conn, table, types, rows)
+            return
+    elif conn.dialect.name == "sqlite" and _sqlite_converters(table) is not None:
+        _sqlite_many(conn, table, "INSERT", rows)
         return
-    names = [c.name for c in table.columns]
-    schema = f"{_quoted(table.schema)}." if table.schema else ""
-    statement = f"COPY {schema}{_quoted(table.name)} ({', '.join(_quoted(n) for n in names)}) FROM STDIN"
-    driver: Any = conn.connection.driver_connection
-    # Rows are formatted here as COPY text in one string: psycopg's per-value adaptation (write_row) costs
-    # ten times more.
-    text = "".join("\t".join(map(_copy_text, (row.get(n) for n in names))) + "\n" for row in rows)
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:
-        copy.write(text)
-
-
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_text(value: Any) -> str:
-    """One value in PostgreSQL's COPY text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, str):
-        return value.translate(_ESCAPES)
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    if isinstance(value, (int, float, Decimal, UUID)):
-        return str(value)
-    raise TypeError(f"no COPY text format for {type(value).__name__}")
+    conn.execute(table.insert(), list(rows))
 
 
 def upsert_rows(conn: Connection, table: Table, key: str, new: Sequence[Mapping[str, Any]],
                 changed: Sequence[Mapping[str, Any]]) -> None:
     """Writes a batch's rows keyed by the single-column primary key `key`: `new` ones are inserted and `changed`
     ones (already in the table) replaced whole."""
-    if changed:
-        if conn.dialect.name == "postgresql":
-            # Replacing is delete + COPY: the same dead tuples an UPDATE leaves, at a fraction of the client cost.
-            conn.execute(table.delete().where(key_in(conn, table.c[key], [r[key] for r in changed])))
-            insert_rows(conn, table, [*new, *changed])
-            return
-        columns: dict[str, Any] = {c.name: bindparam(c.name) for c in table.columns if c.name != key}
-        conn.execute(table.update().where(table.c[key] == bindparam(f"b_{key}")).values(columns),
-                     [{**r, f"b_{key}": r[key]} for r in changed])
+    if not changed:
+        insert_rows(conn, table, new)
+        return
+    if conn.dialect.name == "postgresql" and _copy_types(table) is not None:
+        # Replacing is delete + COPY: the same dead tuples an UPDATE leaves, at a fraction of the client cost.
+        conn.execute(table.delete().where(key_in(conn, table.c[key], [r[key] for r in changed])))
+        insert_rows(conn, table, [*new, *changed])
+        return
+    if conn.dialect.name == "sqlite" and _sqlite_converters(table) is not None:
+        _sqlite_many(conn, table, "INSERT OR REPLACE", [*new, *changed])
+        return
+    columns: dict[str, Any] = {c.name: bindparam(c.name) for c in table.columns if c.name != key}
+    conn.execute(table.update().where(table.c[key] == bindparam(f"b_{key}")).values(columns),
+                 [{**r, f"b_{key}": r[key]} for r in changed])
     insert_rows(conn, table, new)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _qualified(table: Table) -> str:
+    return (f"{_quoted(table.schema)}." if table.schema else "") + _quoted(table.name)
+
+
+# ------------------------------------------------------------------------------------------ PostgreSQL: COPY
+
+# PostgreSQL type of each SQLAlchemy type a view may use, most specific first (BigInteger is an Integer); "" means
+# not sent by COPY (the batch falls back to executemany).
+_PG_TYPES: list[tuple[type[TypeEngine[Any]], str]] = [
+    (sqltypes.Enum, ""), (sqltypes.BigInteger, "int8"), (sqltypes.SmallInteger, "int2"),
+    (sqltypes.Integer, "int4"), (sqltypes.Boolean, "bool"), (sqltypes.Date, "date"), (sqltypes.Numeric, ""),
+    (sqltypes.String, "text"),
+]
+
+
+def _copy_types(table: Table) -> list[str] | None:
+    """The binary COPY types of the table's columns; None if a column's type is not one COPY is given here."""
+    if "copy_types" not in table.info:
+        types: list[str] | None = []
+        for column in table.columns:
+            kind = column.type
+            if isinstance(kind, sqltypes.DateTime):
+                name = "timestamptz" if kind.timezone else "timestamp"
+            else:
+                name = next((pg for cls, pg in _PG_TYPES if isinstance(kind, cls)), "")
+            if not name or types is None:
+                types = None
+                continue
+            types.append(name)
+        table.info["copy_types"] = types
+    result: list[str] | None = table.info["copy_types"]
+    return result
+
+
+def _copy(conn: Connection, table: Table, types: list[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    names = [c.name for c in table.columns]
+    statement = f"COPY {_qualified(table)} ({', '.join(map(_quoted, names))}) FROM STDIN (FORMAT BINARY)"
+    driver: Any = conn.connection.driver_connection
+    # Binary COPY: psycopg encodes each row in C from the declared types (text COPY formatted in Python, or
+    # executemany, cost several times more per row).
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row([row.get(n) for n in names])
+
+
+# ------------------------------------------------------------------------------------------ SQLite: executemany
+
+def _sqlite_datetime(value: datetime) -> str:
+    # The text SQLAlchemy's SQLite DateTime stores (wall time, microseconds, no offset), so reads parse it alike.
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+def _sqlite_converters(table: Table) -> list[Callable[[Any], Any] | None] | None:
+    """Per column, how a Python value becomes what SQLAlchemy would store (None: as is); None for a table with a
+    column type not handled here."""
+    if "sqlite_converters" not in table.info:
+        converters: list[Callable[[Any], Any] | None] = []
+        handled = True
+        for column in table.columns:
+            kind = column.type
+            if isinstance(kind, sqltypes.DateTime):
+                converter: Callable[[Any], Any] | None = _sqlite_datetime
+            elif isinstance(kind, sqltypes.Date):
+                converter = date.isoformat
+            elif isinstance(kind, (sqltypes.Enum, sqltypes.Numeric, sqltypes.JSON, sqltypes.PickleType)) or \
+                    not isinstance(kind, (sqltypes.String, sqltypes.Integer, sqltypes.Boolean)):
+                handled = False
+                break
+            else:
+                converter = None
+            converters.append(converter)
+        table.info["sqlite_converters"] = converters if handled else None
+    result: list[Callable[[Any], Any] | None] | None = table.info["sqlite_converters"]
+    return result
+
+
+def _sqlite_many(conn: Connection, table: Table, verb: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    converters = _sqlite_converters(table)
+    assert converters is not None
+    names = [c.name for c in table.columns]
+    statement = (f"{verb} INTO {_qualified(table)} ({', '.join(map(_quoted, names))}) "
+                 f"VALUES ({', '.join('?' * len(names))})")
+    pairs = list(zip(names, converters, strict=True))
+    params = [tuple(v if (v := row.get(n)) is None or f is None else f(v) for n, f in pairs) for row in rows]
+    conn.exec_driver_sql(statement, params)

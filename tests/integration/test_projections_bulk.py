@@ -4,9 +4,10 @@ transaction: awkward text, NULLs, booleans, times; a rolled-back batch leaves no
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, MetaData, Numeric, String, Table, select
 
 from api.deps import Services
 from projections.bulk import insert_rows, upsert_rows
@@ -53,3 +54,13 @@ def test_a_failed_batch_writes_nothing(services: Services) -> None:
         insert_rows(conn, table, [{"key": "a", "text": "x", "flag": True, "at": None, "n": 1}])
         raise RuntimeError("the batch fails after its rows were sent")
     assert _read(services, table) == {}
+
+
+def test_a_table_with_types_copy_is_not_given_falls_back_to_plain_inserts(services: Services) -> None:
+    table = Table("bulk_money", MetaData(), Column("key", String(10), primary_key=True),
+                  Column("amount", Numeric(14, 2)))
+    table.create(services.engine)
+    with services.engine.begin() as conn:
+        insert_rows(conn, table, [{"key": "a", "amount": Decimal("1500.25")}, {"key": "b", "amount": None}])
+    with services.engine.connect() as conn:
+        assert dict(conn.execute(select(table.c.key, table.c.amount)).all()) == {"a": Decimal("1500.25"), "b": None}
