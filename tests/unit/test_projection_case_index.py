@@ -109,12 +109,36 @@ def test_the_rows_do_not_depend_on_where_batches_are_cut() -> None:
     with harness(CaseIndex()) as whole:
         whole.feed(events)
         expected = whole.rows("cases")
+        expected_counts = whole.rows("counts")
     assert {r["case_id"]: r["status"] for r in expected} == {
         str(cases[0].case.id): "confirmed", str(cases[1].case.id): "assessed", str(cases[2].case.id): "revoked"}
     for size in (1, 2, 3, 5, 7):
         with harness(CaseIndex()) as cut:
             cut.feed(events, batch_size=size)
             assert cut.rows("cases") == expected, size
+            assert cut.rows("counts") == expected_counts, size  # no empty counts left behind by any cut
+
+
+def _counted(h: ViewHarness) -> dict[tuple[str, str, str, str, str], int]:
+    return {(r["school_region"], r["academic_year"], r["school_id"], r["level"], r["status"]): r["n"]
+            for r in h.rows("counts")}
+
+
+def test_counts_follow_each_case_from_status_to_status_and_level_to_level() -> None:
+    a = Steps.apply(1)
+    b = Steps.apply(2).verify("minimum_living_allowance")
+    c = Steps.apply(3).rated()
+    key = ("450103", "2025-2026", "S4501030001")
+    with harness(CaseIndex()) as h:
+        h.feed(a.events + b.events + c.events)
+        assert _counted(h) == {(*key, "", "applied"): 1, (*key, "", "verified"): 1,
+                               (*key, "especially_difficult", "rated"): 1}
+        seen_a, seen_c = len(a.events), len(c.events)
+        a.verify("minimum_living_allowance")
+        c.publicize()
+        h.feed(a.events[seen_a:] + c.events[seen_c:])
+        assert _counted(h) == {(*key, "", "verified"): 2, (*key, "especially_difficult", "in_publicity"): 1}
+        assert sum(_counted(h).values()) == len(h.rows("cases"))
 
 
 def test_events_of_a_case_never_seen_applied_are_ignored() -> None:
