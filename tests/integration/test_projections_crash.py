@@ -80,10 +80,10 @@ def _building_position(services: Services, view: str) -> int:
     return int(position or 0)
 
 
-def _rows(services: Services, view: str) -> int:
-    tables = services.projections.tables_of(view, services.projections.active_generation(view, max_age=0))
+def _rows(services: Services, view: str, base: str) -> int:
+    table = services.projections.tables_of(view, services.projections.active_generation(view, max_age=0))[base]
     with services.engine.connect() as conn:
-        return sum(int(conn.execute(select(func.count()).select_from(t)).scalar_one()) for t in tables.values())
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
 def test_killed_rebuilds_resume_to_the_same_rows_as_a_clean_rebuild(services: Services, settings: Settings) -> None:
@@ -109,7 +109,7 @@ def test_killed_rebuilds_resume_to_the_same_rows_as_a_clean_rebuild(services: Se
                             .where(projection_state.c.status != "retired")).all()
     assert sorted(r.status for r in live if r.view in ("case_index", "case_versions")) == ["active", "active"]
     resumed = {view: projections.checksum(view) for view in ("case_index", "case_versions")}
-    assert _rows(services, "case_index") == 24 and _rows(services, "case_versions") == events
+    assert _rows(services, "case_index", "cases") == 24 and _rows(services, "case_versions", "versions") == events
 
     for view in ("case_index", "case_versions"):
         clean = projections.rebuild(view)
