@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.schema import CreateTable
 
 from adapters.db import metadata
 from adapters.logs import get_logger
@@ -160,7 +161,12 @@ class Projections:
 
     def _create_generation(self, conn: Connection, view: str, generation: int, status: str) -> None:
         for table in self.tables_of(view, generation).values():
-            table.create(conn, checkfirst=True)
+            if status == "building":
+                # Secondary indexes come when the rebuild has caught up (_create_indexes): filling a table and
+                # then indexing it costs far less than keeping every index in step with every batch.
+                conn.execute(CreateTable(table, if_not_exists=True))
+            else:
+                table.create(conn, checkfirst=True)
         now = datetime.now(UTC)
         conn.execute(insert(projection_state).values(view=view, generation=generation,
                                                      schema_version=self.views[view].schema_version,
@@ -199,6 +205,9 @@ class Projections:
                     for row in current:  # tables may be missing if a process died between steps
                         for table in self.tables_of(name, row.generation).values():
                             table.create(conn, checkfirst=True)
+                            if row.status == "active":
+                                for index in table.indexes:
+                                    index.create(conn, checkfirst=True)
 
     def active_generation(self, view: str, max_age: float = 1.0) -> int:
         cached = self._active_cache.get(view)
@@ -312,8 +321,25 @@ class Projections:
         return [(r.view, r.generation, r.status) for r in rows
                 if r.view in self.views and (view is None or r.view == view)]
 
+    def _create_indexes(self, view: str, generation: int) -> None:
+        """The secondary indexes a rebuilt generation was filled without (each once; a crash repeats only the
+        ones not yet made)."""
+        for table in self.tables_of(view, generation).values():
+            for index in table.indexes:
+                try:
+                    with self.engine.begin() as conn:
+                        index.create(conn, checkfirst=True)
+                except (IntegrityError, ProgrammingError):
+                    # Another runner made it at the same moment; if not, this raises again.
+                    with self.engine.begin() as conn:
+                        index.create(conn, checkfirst=True)
+
     def _switch_if_caught_up(self, view: str, generation: int) -> bool:
         head = self.head()
+        if self._status(view, generation) != "building" or not self._caught_up(
+                view, self.position(view, generation), head):
+            return False
+        self._create_indexes(view, generation)  # before it answers queries, outside the switch's transaction
         with self.engine.begin() as conn:
             conn.execute(update(projection_state).where(projection_state.c.view == view,
                                                         projection_state.c.generation == generation)

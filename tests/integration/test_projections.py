@@ -121,10 +121,18 @@ def test_rebuild_fills_a_new_generation_while_the_old_one_answers_then_switches(
     assert _rows(services, "case_index", "cases") == 5
     assert projections.start_rebuild("case_index") == building  # one rebuild at a time
 
+    def indexes() -> set[str]:
+        table = projections.tables_of("case_index", building)["cases"]
+        return {i["name"] for i in inspect(services.engine).get_indexes(table.name)}
+
+    expected = {i.name for i in projections.tables_of("case_index", building)["cases"].indexes}
+    assert expected and not indexes() & expected  # filled first, indexed when caught up
+
     progress = projections.rebuild("case_index", batch_size=3)
     assert progress.generation == building
     assert projections.active_generation("case_index", max_age=0) == building
     assert projections.checksum("case_index") == before
+    assert indexes() >= expected  # indexed before it answers queries
 
 
 def test_two_runners_on_one_view_never_both_apply_a_batch(services: Services) -> None:
