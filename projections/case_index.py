@@ -24,10 +24,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    bindparam,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from projections.bulk import key_in, upsert_rows
@@ -167,19 +165,34 @@ def _count_key(row: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _add_counts(conn: Connection, counts: Table, moves: dict[tuple[str, ...], int]) -> None:
-    """Adds each move to its count, creating counts on first use (one upsert statement for the batch)."""
+    """Adds each move to its count, creating counts on first use and removing those that reach zero, in two
+    statements per batch (arrays on PostgreSQL; executemany on SQLite, which runs in-process)."""
     if not moves:
         return
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(counts)
-    statement = statement.on_conflict_do_update(index_elements=[counts.c[k] for k in COUNT_KEY],
-                                                set_={"n": counts.c.n + statement.excluded.n})
-    conn.execute(statement, [{**dict(zip(COUNT_KEY, key, strict=True)), "n": n} for key, n in moves.items()])
-    emptied = [dict(zip([f"k_{k}" for k in COUNT_KEY], key, strict=True)) for key, n in moves.items() if n < 0]
+    table = f'"{counts.name}"'
+    key = ", ".join(COUNT_KEY)
+    match = " AND ".join(f"c.{k} = k.{k}" for k in COUNT_KEY)
+    emptied = [k for k, n in moves.items() if n < 0]
+    if conn.dialect.name == "postgresql":
+        columns = list(zip(*moves.keys(), strict=True))
+        conn.exec_driver_sql(
+            f"INSERT INTO {table} AS c ({key}, n) "
+            f"SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[]) "
+            f"ON CONFLICT ({key}) DO UPDATE SET n = c.n + EXCLUDED.n",
+            (*[list(c) for c in columns], list(moves.values())))
+        if emptied:
+            # A count that reached zero goes, so the table depends only on the log, not on where batches were cut.
+            conn.exec_driver_sql(
+                f"DELETE FROM {table} AS c USING unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
+                f"%s::text[]) AS k({key}) WHERE {match} AND c.n = 0",
+                tuple(list(c) for c in zip(*emptied, strict=True)))
+        return
+    conn.exec_driver_sql(f"INSERT INTO {table} ({key}, n) VALUES (?, ?, ?, ?, ?, ?) "
+                         f"ON CONFLICT ({key}) DO UPDATE SET n = n + excluded.n",
+                         [(*k, n) for k, n in moves.items()])
     if emptied:
-        # A count that reached zero goes, so the table depends only on the log, not on where batches were cut.
-        conn.execute(counts.delete().where(*(counts.c[k] == bindparam(f"k_{k}") for k in COUNT_KEY),
-                                           counts.c.n == 0), emptied)
+        conn.exec_driver_sql(f"DELETE FROM {table} WHERE {' AND '.join(f'{k} = ?' for k in COUNT_KEY)} "
+                             "AND n = 0", emptied)
 
 
 def _level(value: Any) -> str | None:
