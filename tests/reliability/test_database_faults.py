@@ -19,10 +19,15 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from eventsourcing import persistence
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from psycopg_pool import PoolTimeout
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from adapters.settings import Settings
+from api.errors import install_error_handlers
 from tests.conftest import SECRET, TokenFactory, _pg_admin
 from tests.reliability.logcheck import Sent, path_errors, presence_errors
 from tests.support import GX_SCHOOL, form, id_number
@@ -174,3 +179,38 @@ def _views_caught_up(client: TestClient) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+@pytest.mark.parametrize("error", [
+    pytest.param(lambda: persistence.OperationalError("gone"), id="store"),
+    pytest.param(lambda: persistence.InterfaceError("closed"), id="store-if"),
+    pytest.param(lambda: sa_exc.OperationalError("SELECT 1", {}, Exception("refused")), id="sqlalchemy"),
+    pytest.param(lambda: sa_exc.InterfaceError("SELECT 1", {}, Exception("closed")), id="sqlalchemy-if"),
+    pytest.param(lambda: sa_exc.TimeoutError("QueuePool limit reached"), id="sqlalchemy-pool"),
+    pytest.param(lambda: psycopg.OperationalError("terminating connection"), id="psycopg"),
+    pytest.param(lambda: PoolTimeout("couldn't get a connection"), id="psycopg-pool"),
+])
+def test_every_kind_of_lost_database_answers_503(error: Any) -> None:
+    """However the database is lost (store, read-model engine or driver, connection or pool), the answer is 503."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise error()
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert _is_clean_503(response), response.text
+
+
+def test_a_programming_error_is_still_a_500() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise sa_exc.ProgrammingError("SELECT nonsense", {}, Exception("syntax error"))
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/boom").status_code == 500
