@@ -195,8 +195,12 @@ def headers(principal: Principal) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-STAFF = headers(command_path.STAFF)
-PANEL = headers(command_path.PANEL)
+# Several staff members and evaluation groups, as in a school: writes are rate-limited per token (api/hardening.py),
+# and one token for the whole load would measure that limit instead of the service.
+TOKENS = 16
+STAFF = [headers(Principal(sub=f"bench-staff-{n}", role=Role.SCHOOL, school=SCHOOL)) for n in range(TOKENS)]
+PANEL = [headers(Principal(sub=f"bench-teacher-{n}", role=Role.EVALUATOR, school=SCHOOL, class_id=CLASS))
+         for n in range(TOKENS)]
 READER = headers(Principal(sub="bench-reader", role=Role.SCHOOL, school=SCHOOL))
 
 
@@ -213,13 +217,14 @@ def student_commands(client: httpx.Client, i: int, timings: list[float]) -> str:
             raise RuntimeError(f"{path}: {response.status_code} {response.text[:300]}")
         return response
 
+    staff, panel = STAFF[i % TOKENS], PANEL[i % TOKENS]
     case_id: str = post("/v1/cases", command_path.application(i), applicant).json()["id"]
     post(f"/v1/cases/{case_id}/verify", {"method": "document", "confirmed_categories": ["minimum_living_allowance"]},
-         STAFF)
-    post(f"/v1/cases/{case_id}/assess", {}, STAFF)
+         staff)
+    post(f"/v1/cases/{case_id}/assess", {}, staff)
     post(f"/v1/cases/{case_id}/evaluate", {"votes_for": 5, "votes_against": 1,
-                                           "recommended_level": "especially_difficult"}, PANEL)
-    post(f"/v1/cases/{case_id}/rate", {"level": "especially_difficult", "reason": "school decision"}, STAFF)
+                                           "recommended_level": "especially_difficult"}, panel)
+    post(f"/v1/cases/{case_id}/rate", {"level": "especially_difficult", "reason": "school decision"}, staff)
     return case_id
 
 
