@@ -37,7 +37,10 @@ def _settings() -> Settings:
 
 @cli.command()
 def serve(host: Annotated[str, typer.Option()] = "127.0.0.1",
-          port: Annotated[int, typer.Option()] = 8000) -> None:
+          port: Annotated[int, typer.Option()] = 8000,
+          fd: Annotated[int | None, typer.Option(help="serve on this already-listening socket (inherited file "
+                                                 "descriptor, e.g. socket activation) instead of --host/--port")]
+          = None) -> None:
     """Runs the whole service in one process: HTTP API, projection runner and deadline scheduler."""
     import uvicorn
 
@@ -53,6 +56,11 @@ def serve(host: Annotated[str, typer.Option()] = "127.0.0.1",
         typer.echo(f"refusing to start: {exc}", err=True)
         raise typer.Exit(2) from None
     store = "SQLite " + str(settings.sqlite_path) if settings.is_sqlite else "PostgreSQL"
+    if fd is not None:
+        # Whoever bound the socket keeps the address across restarts: no window in which another process takes it.
+        typer.echo(f"zizhu listening on file descriptor {fd} (store: {store})")
+        uvicorn.run(create_app(settings), fd=fd, log_config=None, access_log=False)
+        return
     typer.echo(f"zizhu listening on http://{host}:{port} (store: {store}; API docs: http://{host}:{port}/docs)")
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 

@@ -1,5 +1,11 @@
-"""Browser fixtures: a real `zizhu serve` child on a loopback port (8780-8789) over a fresh SQLite file with
-ZIZHU_NOW set, and Debian's Chromium (/usr/bin/chromium) driven headless by Playwright's Python client.
+"""Browser fixtures: a real `zizhu serve` child on a loopback port over a fresh SQLite file with ZIZHU_NOW set, and
+Debian's Chromium (/usr/bin/chromium) driven headless by Playwright's Python client.
+
+The fixture binds the listening socket itself (the kernel picks the port) and hands it to `zizhu serve --fd`, holding
+it until the server is stopped. Choosing a "free" port and letting the child bind it seconds later (a fresh
+interpreter imports the service first) let another run on the same machine take the port in between: the child then
+failed to bind while /healthz was answered by the other run's server, so the pages showed another database (a
+selector that never appears) and went away when that server stopped (connection refused).
 
 No browser is ever downloaded (`playwright install` is never run): the system Chromium is launched by path.
 Under CI=true a missing Chromium fails the run; elsewhere the browser tests skip only when it is absent.
@@ -28,7 +34,6 @@ from tests.conftest import SECRET
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PORTS = range(8780, 8790)
 NOW = "2025-09-15T09:00:00+08:00"
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
@@ -36,17 +41,7 @@ A11Y_CHECK = (Path(__file__).parent / "a11y.js").read_text(encoding="utf-8")
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 STEP_TIMEOUT_MS = 15_000
-
-
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 8780-8789")
+START_TIMEOUT_S = 120  # a fresh interpreter importing the service on a loaded two-core machine
 
 
 @dataclass
@@ -77,7 +72,10 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("web")
-    port = _free_port()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
     log = home / "serve.log"
     env = {**os.environ, "ZIZHU_DATABASE_URL": f"sqlite:///{home / 'zizhu.db'}", "ZIZHU_SECRET": SECRET,
            "ZIZHU_NOW": NOW, "ZIZHU_LOG_LEVEL": "WARNING", "ZIZHU_DEADLINE_INTERVAL": "3600",
@@ -85,21 +83,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     zizhu = Path(sys.executable).with_name("zizhu")
     command = [str(zizhu)] if zizhu.exists() else [sys.executable, "-c", "from api.cli import main; main()"]
     with log.open("wb") as out:
-        process = subprocess.Popen([*command, "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
-                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([*command, "serve", "--fd", str(listener.fileno())], cwd=ROOT, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, pass_fds=[listener.fileno()])
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(1200):
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
             if process.poll() is not None:
-                raise RuntimeError(f"zizhu serve exited: {log.read_text()[-2000:]}")
+                raise RuntimeError(f"zizhu serve exited ({process.returncode}): {log.read_text()[-2000:]}")
             try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"zizhu serve did not answer /healthz in {START_TIMEOUT_S} s: "
+                                   f"{log.read_text()[-2000:]}")
             time.sleep(0.05)
-        else:
-            raise RuntimeError(f"zizhu serve did not answer: {log.read_text()[-2000:]}")
         yield Server(url, process, log)
     finally:
         process.terminate()
@@ -108,6 +108,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
+        listener.close()
 
 
 @pytest.fixture(scope="module")
