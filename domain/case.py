@@ -660,3 +660,11 @@ def case_uuid(value: str) -> UUID:
         return UUID(value)
     except ValueError:
         raise ValidationFailed("not a case id", field="id") from None
+
+
+# Every topic a StudentCase event is stored under: views of cases read these and no other aggregate's events.
+CASE_EVENT_TOPICS: tuple[str, ...] = tuple(sorted(
+    topic for value in vars(StudentCase).values()
+    if isinstance(value, type) and (topic := getattr(value, "TOPIC", "")).startswith("case.")
+    and topic != "case.created"
+))

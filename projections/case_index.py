@@ -24,11 +24,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    select,
 )
 from sqlalchemy.engine import Connection
 
-from projections.bulk import key_in, upsert_rows
+from domain.case import CASE_EVENT_TOPICS
+from projections.bulk import SEPARATOR, packed, select_rows, upsert_rows
 from projections.runner import Envelope, View
 
 # Which status each event leaves the case in (None: the event does not move the status).
@@ -41,7 +41,8 @@ STATUS_AFTER = {
 
 class CaseIndex(View):
     name: ClassVar[str] = "case_index"
-    schema_version: ClassVar[int] = 3
+    schema_version: ClassVar[int] = 4
+    topics: ClassVar[tuple[str, ...]] = CASE_EVENT_TOPICS  # not rounds, plans, samples …
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
         table = Table(
@@ -80,7 +81,7 @@ class CaseIndex(View):
             Column("school_region", String(6), primary_key=True),
             Column("academic_year", String(9), primary_key=True),
             Column("school_id", String(32), primary_key=True),
-            Column("level", String(32), primary_key=True),  # "" for no level (a key column cannot be NULL)
+            Column("level", String(32), primary_key=True),  # NO_LEVEL for none (a key column cannot be NULL)
             Column("status", String(16), primary_key=True),
             Column("n", BigInteger, nullable=False),
         )
@@ -88,10 +89,7 @@ class CaseIndex(View):
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
         table = tables["cases"]
-        ids = {e.case_key for e in batch}
-        rows: dict[str, dict[str, Any]] = {
-            r.case_id: dict(r._mapping) for r in conn.execute(select(table).where(key_in(conn, table.c.case_id, ids)))
-        }
+        rows = select_rows(conn, table, "case_id", {e.case_key for e in batch})
         counted_before = {k: _count_key(r) for k, r in rows.items()}
         for envelope in batch:
             self._apply(rows, envelope)
@@ -158,10 +156,11 @@ class CaseIndex(View):
 
 
 COUNT_KEY = ("school_region", "academic_year", "school_id", "level", "status")
+NO_LEVEL = "none"
 
 
 def _count_key(row: dict[str, Any]) -> tuple[str, ...]:
-    return (row["school_region"], row["academic_year"], row["school_id"], row["level"] or "", row["status"])
+    return (row["school_region"], row["academic_year"], row["school_id"], row["level"] or NO_LEVEL, row["status"])
 
 
 def _add_counts(conn: Connection, counts: Table, moves: dict[tuple[str, ...], int]) -> None:
@@ -174,18 +173,17 @@ def _add_counts(conn: Connection, counts: Table, moves: dict[tuple[str, ...], in
     match = " AND ".join(f"c.{k} = k.{k}" for k in COUNT_KEY)
     emptied = [k for k, n in moves.items() if n < 0]
     if conn.dialect.name == "postgresql":
-        columns = list(zip(*moves.keys(), strict=True))
+        arrays = ", ".join(["string_to_array(%s, %s)"] * len(COUNT_KEY))
+        columns = [(packed(c), SEPARATOR) for c in zip(*moves.keys(), strict=True)]
         conn.exec_driver_sql(
-            f"INSERT INTO {table} AS c ({key}, n) "
-            f"SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[]) "
-            f"ON CONFLICT ({key}) DO UPDATE SET n = c.n + EXCLUDED.n",
-            (*[list(c) for c in columns], list(moves.values())))
+            f"INSERT INTO {table} AS c ({key}, n) SELECT * FROM unnest({arrays}, "
+            f"string_to_array(%s, %s)::bigint[]) ON CONFLICT ({key}) DO UPDATE SET n = c.n + EXCLUDED.n",
+            tuple(v for pair in [*columns, (packed(moves.values()), SEPARATOR)] for v in pair))
         if emptied:
             # A count that reached zero goes, so the table depends only on the log, not on where batches were cut.
             conn.exec_driver_sql(
-                f"DELETE FROM {table} AS c USING unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
-                f"%s::text[]) AS k({key}) WHERE {match} AND c.n = 0",
-                tuple(list(c) for c in zip(*emptied, strict=True)))
+                f"DELETE FROM {table} AS c USING unnest({arrays}) AS k({key}) WHERE {match} AND c.n = 0",
+                tuple(v for c in zip(*emptied, strict=True) for v in (packed(c), SEPARATOR)))
         return
     conn.exec_driver_sql(f"INSERT INTO {table} ({key}, n) VALUES (?, ?, ?, ?, ?, ?) "
                          f"ON CONFLICT ({key}) DO UPDATE SET n = n + excluded.n",

@@ -15,13 +15,15 @@ from uuid import UUID
 from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, case, func, select
 from sqlalchemy.engine import Connection
 
+from domain.case import CASE_EVENT_TOPICS
 from projections.bulk import insert_rows
 from projections.runner import Envelope, Projections, View
 
 
 class CaseVersions(View):
     name: ClassVar[str] = "case_versions"
-    schema_version: ClassVar[int] = 1
+    schema_version: ClassVar[int] = 2
+    topics: ClassVar[tuple[str, ...]] = CASE_EVENT_TOPICS  # not rounds, plans, samples …
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
         table = Table(

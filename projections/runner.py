@@ -365,8 +365,8 @@ class Projections:
         if position >= target:
             return True
         topics = self.views[view].topics
-        if not topics:
-            return False
+        if not topics or self.head() < target:
+            return False  # a position the log has not reached yet cannot have been seen
         newer = self.store.recorder.select_notifications(start=position + 1, limit=1, stop=target, topics=topics)
         return not newer
 
