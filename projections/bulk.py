@@ -9,22 +9,51 @@ SQLite, where executemany runs in C already.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, Table, any_, bindparam, literal
+from sqlalchemy import ColumnElement, Table, any_, bindparam, func, literal, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import TypeEngine
 
+SEPARATOR = "\x1f"  # ASCII unit separator: never part of an id, code or status a view keys on
+
+
+def packed(values: Iterable[Any]) -> str:
+    """Values as one text parameter for PostgreSQL's string_to_array(…, SEPARATOR): psycopg adapts a Python list
+    element by element in Python, which for thousands of keys per batch cost more than the query. An empty
+    value cannot be told from an empty list that way, so it is refused like one containing the separator."""
+    items = [str(v) for v in values]
+    if not all(items) or any(SEPARATOR in v for v in items):
+        raise ValueError("a packed value is empty or contains the separator")
+    return SEPARATOR.join(items)
+
 
 def key_in(conn: Connection, column: ColumnElement[Any], values: Collection[Any]) -> ColumnElement[bool]:
-    """`column IN values` for thousands of values: one array parameter on PostgreSQL (an IN list of thousands of
+    """`column IN values` for thousands of values: one text parameter on PostgreSQL (an IN list of thousands of
     parameters costs more to compile and send than the look-up itself)."""
     if conn.dialect.name == "postgresql":
-        return column == any_(literal(list(values), ARRAY(column.type)))
+        return column == any_(func.string_to_array(literal(packed(values)), SEPARATOR))
     return column.in_(list(values))
+
+
+def select_rows(conn: Connection, table: Table, key: str, keys: Collection[str]) -> dict[str, dict[str, Any]]:
+    """The rows whose `key` is one of `keys`, as dicts by key. On PostgreSQL read through the driver's cursor
+    (plain tuples; its types need no conversion), which costs a fraction of building SQLAlchemy rows."""
+    if not keys:
+        return {}
+    if conn.dialect.name == "postgresql":
+        names = [c.name for c in table.columns]
+        driver: Any = conn.connection.driver_connection
+        with driver.cursor() as cursor:
+            cursor.execute(f"SELECT {', '.join(map(_quoted, names))} FROM {_qualified(table)} "
+                           f"WHERE {_quoted(key)} = ANY(string_to_array(%s, %s))", (packed(keys), SEPARATOR))
+            index = names.index(key)
+            return {row[index]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+    return {r._mapping[key]: dict(r._mapping)
+            for r in conn.execute(select(table).where(table.c[key].in_(list(keys))))}
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -50,7 +79,12 @@ def upsert_rows(conn: Connection, table: Table, key: str, new: Sequence[Mapping[
     if not changed:
         insert_rows(conn, table, new)
         return
-    if conn.dialect.name == "postgresql" and _copy_types(table) is not None:
+    types = _copy_types(table) if conn.dialect.name == "postgresql" else None
+    if types is not None and UPDATE_VIA_STAGE:
+        _update_via_stage(conn, table, key, types, changed)
+        insert_rows(conn, table, new)
+        return
+    if types is not None:
         # Replacing is delete + COPY: the same dead tuples an UPDATE leaves, at a fraction of the client cost.
         conn.execute(table.delete().where(key_in(conn, table.c[key], [r[key] for r in changed])))
         insert_rows(conn, table, [*new, *changed])
@@ -102,9 +136,28 @@ def _copy_types(table: Table) -> list[str] | None:
     return result
 
 
-def _copy(conn: Connection, table: Table, types: list[str], rows: Sequence[Mapping[str, Any]]) -> None:
+UPDATE_VIA_STAGE = True
+
+
+def _update_via_stage(conn: Connection, table: Table, key: str, types: list[str],
+                      rows: Sequence[Mapping[str, Any]]) -> None:
+    """Replaces rows in place: COPY into a session-private staging table, then one UPDATE … FROM it. An update
+    that changes no indexed column stays on its page (PostgreSQL's HOT update), which a rebuild filling a table
+    without its secondary indexes gets for every row; delete + insert churned the key index instead."""
+    stage = _quoted(f"stage_{table.name}")
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {_qualified(table)}) "
+                         "ON COMMIT DELETE ROWS")
+    _copy(conn, table, types, rows, into=stage)
+    names = [c.name for c in table.columns if c.name != key]
+    assignments = ", ".join(f"{_quoted(n)} = s.{_quoted(n)}" for n in names)
+    conn.exec_driver_sql(f"UPDATE {_qualified(table)} AS t SET {assignments} FROM {stage} AS s "
+                         f"WHERE t.{_quoted(key)} = s.{_quoted(key)}")
+
+
+def _copy(conn: Connection, table: Table, types: list[str], rows: Sequence[Mapping[str, Any]],
+          into: str | None = None) -> None:
     names = [c.name for c in table.columns]
-    statement = f"COPY {_qualified(table)} ({', '.join(map(_quoted, names))}) FROM STDIN (FORMAT BINARY)"
+    statement = f"COPY {into or _qualified(table)} ({', '.join(map(_quoted, names))}) FROM STDIN (FORMAT BINARY)"
     driver: Any = conn.connection.driver_connection
     # Binary COPY: psycopg encodes each row in C from the declared types (text COPY formatted in Python, or
     # executemany, cost several times more per row).

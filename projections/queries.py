@@ -24,6 +24,7 @@ from adapters.clock import Clock
 from adapters.schools import SchoolRegistry
 from domain.errors import CaseNotFound, Forbidden, ValidationFailed
 from domain.values import Level, Role, Status, case_id_for
+from projections.case_index import NO_LEVEL
 from projections.runner import Projections, as_utc
 
 PAGE_DEFAULT = 50
@@ -267,7 +268,8 @@ class ReadModels:
         """Case counts per school, academic year, level and status under a region code."""
         rows = self._fetch(self.statistics_query(principal, region_code, academic_year=academic_year))
         return Statistics(region_code, academic_year, [
-            CountRow(r.school_id, r.academic_year, r.level or None, r.status, int(r.n)) for r in rows])
+            CountRow(r.school_id, r.academic_year, None if r.level == NO_LEVEL else r.level, r.status, int(r.n))
+            for r in rows])
 
     def statistics_query(self, principal: Principal, region_code: str, *, academic_year: str | None = None,
                          from_cases: bool = False) -> Select[Any]:

@@ -131,13 +131,13 @@ def test_counts_follow_each_case_from_status_to_status_and_level_to_level() -> N
     key = ("450103", "2025-2026", "S4501030001")
     with harness(CaseIndex()) as h:
         h.feed(a.events + b.events + c.events)
-        assert _counted(h) == {(*key, "", "applied"): 1, (*key, "", "verified"): 1,
+        assert _counted(h) == {(*key, "none", "applied"): 1, (*key, "none", "verified"): 1,
                                (*key, "especially_difficult", "rated"): 1}
         seen_a, seen_c = len(a.events), len(c.events)
         a.verify("minimum_living_allowance")
         c.publicize()
         h.feed(a.events[seen_a:] + c.events[seen_c:])
-        assert _counted(h) == {(*key, "", "verified"): 2, (*key, "especially_difficult", "in_publicity"): 1}
+        assert _counted(h) == {(*key, "none", "verified"): 2, (*key, "especially_difficult", "in_publicity"): 1}
         assert sum(_counted(h).values()) == len(h.rows("cases"))
 
 
