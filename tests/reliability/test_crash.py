@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from adapters.auth import Principal, issue_token
 from adapters.settings import Settings
 from api.app import build_services
 from api.deps import Services
+from domain.errors import CaseNotFound
 from domain.values import Role
 from tests.conftest import SECRET
 from tests.reliability.logcheck import Sent, path_errors, presence_errors
@@ -36,7 +38,7 @@ RETRY_ATTEMPTS = 1200  # × 50 ms: how long a command waits for the service to c
 
 
 def _token(role: str, sub: str, **scope: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(SECRET, sub=sub, role=role, **scope)}"}
+    return {"Authorization": f"Bearer {issue_token(SECRET, sub=sub, role=role, **scope)}"}  # type: ignore[arg-type]
 
 
 class Client:
@@ -47,10 +49,13 @@ class Client:
         self.sent: list[Sent] = []
         self.in_doubt = 0
         self.n = 0
+        # Subs unique to this run: an event from any other client (another test's, on a shared machine) shows up as
+        # "by unknown" instead of passing for one of ours.
+        self.run = secrets.token_hex(4)
 
     def command(self, case_id: str, command: str, body: dict[str, Any], role: str, **scope: str) -> Sent:
         self.n += 1
-        request = Sent(sub=f"r{self.n}", case_id=case_id, command=command)
+        request = Sent(sub=f"r{self.n}-{self.run}", case_id=case_id, command=command)
         headers = {**_token(role, request.sub, **scope), "Idempotency-Key": f"key-{self.n}"}
         path = "/v1/cases" if command == "apply" else f"/v1/cases/{case_id}/{command}"
         for attempt in range(RETRY_ATTEMPTS):
@@ -97,7 +102,7 @@ def _view_rows(services: Services) -> dict[str, list[tuple[Any, ...]]]:
     with services.engine.connect() as conn:
         for view in services.projections.views:
             for name, table in services.projections.active_tables(view).items():
-                rows[f"{view}.{name}"] = sorted(conn.execute(select(table)).all(), key=repr)
+                rows[f"{view}.{name}"] = sorted((tuple(row) for row in conn.execute(select(table))), key=repr)
     return rows
 
 
@@ -143,9 +148,17 @@ def test_acknowledged_commands_survive_sigkill_and_views_converge(
     services = build_services(settings)
     try:
         auditor = Principal(sub="auditor", role=Role.AUDITOR)
+        # Every apply here was acknowledged (identify() asserts 201), so each of these cases must be in the log.
         case_ids = {r.case_id for r in client.sent if r.command == "apply"}
-        logs = {c: [{"version": v.version, "type": v.type, "actor": v.actor, "data": v.data}
-                    for v in services.cases.events(auditor, UUID(c))] for c in case_ids}
+        logs: dict[str, list[dict[str, Any]]] = {}
+        lost = []
+        for c in sorted(case_ids):
+            try:
+                logs[c] = [{"version": v.version, "type": v.type, "actor": v.actor, "data": v.data}
+                           for v in services.cases.events(auditor, UUID(c))]
+            except CaseNotFound:
+                lost.append(c)
+        assert lost == [], f"acknowledged applies missing from the log: {lost}"
         for case_id, events in logs.items():
             assert path_errors(events) == [], (case_id, [e["type"] for e in events])
         assert presence_errors(client.sent, logs, frozenset()) == []
