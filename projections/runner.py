@@ -446,9 +446,9 @@ class Projections:
                 time.sleep(0.01)
 
     def position(self, view: str, generation: int | None = None) -> int:
-        """The log position a generation (by default the active one) has applied up to."""
+        """The log position a generation (by default the active one, as cached for queries) has applied up to."""
         if generation is None:
-            generation = self.active_generation(view, max_age=0)
+            generation = self.active_generation(view)
         with self.engine.connect() as conn:
             reached = conn.execute(select(projection_state.c.position).where(
                 projection_state.c.view == view, projection_state.c.generation == generation)).scalar()
