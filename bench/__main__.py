@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -47,8 +48,9 @@ def main() -> None:
     rebuild_cases = args.rebuild_cases or (1_000 if quick else 20_000)
     scale_cases = args.scale_cases or (3_000 if quick else 1_000_000)
     samples = args.samples or (300 if quick else 2_000)
-    say(f"zizhu benchmarks{' (quick)' if quick else ''} on {platform.node()}: {platform.processor() or 'cpu'}, "
-        f"Python {platform.python_version()}")
+    say(f"zizhu benchmarks{' (quick)' if quick else ''} on {platform.node()}: {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f} (other work on the machine "
+        "slows baseline and subject alike, but not always at the same moment)")
     began = time.perf_counter()
     if args.only in (None, "rebuild"):
         for backend in args.backend or ["sqlite", "postgres"]:
@@ -67,7 +69,7 @@ def main() -> None:
         annual_cycle.run(quick, students=args.annual_students)
     if args.only in (None, "memory"):
         memory.run(quick)
-    say(f"\nall scenarios took {time.perf_counter() - began:.0f} s")
+    say(f"\nall scenarios took {time.perf_counter() - began:.0f} s; load average now {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
