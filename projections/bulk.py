@@ -207,3 +207,15 @@ def _sqlite_many(conn: Connection, table: Table, verb: str, rows: Sequence[Mappi
     pairs = list(zip(names, converters, strict=True))
     params = [tuple(v if (v := row.get(n)) is None or f is None else f(v) for n, f in pairs) for row in rows]
     conn.exec_driver_sql(statement, params)
+
+
+def fold_per_case(conn: Connection, table: Table, batch: Sequence[Any],
+                  apply: Callable[[dict[str, dict[str, Any]], Any], None]) -> None:
+    """The shape of every one-row-per-case view: read the rows of the batch's cases once, fold each envelope into
+    them in memory with `apply(rows, envelope)`, and write new and changed rows back in bulk."""
+    rows = select_rows(conn, table, "case_id", {e.case_key for e in batch})
+    existing = set(rows)
+    for envelope in batch:
+        apply(rows, envelope)
+    upsert_rows(conn, table, "case_id", [r for k, r in rows.items() if k not in existing],
+                [r for k, r in rows.items() if k in existing])

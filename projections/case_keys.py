@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Boolean, Column, Date, Index, MetaData, String, Table, bindparam, select
+from sqlalchemy import BigInteger, Boolean, Column, Date, Index, MetaData, String, Table
 from sqlalchemy.engine import Connection
 
 from adapters.registries import SubjectKeys
 from domain.case import local_date
+from projections.bulk import fold_per_case
 from projections.runner import Envelope, View
 
 TOPICS = ("case.applied", "case.amended", "case.verified", "case.withdrawn")
@@ -60,21 +61,7 @@ class CaseKeys(View):
         return {"keys": table}
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
-        table = tables["keys"]
-        ids = {str(e.case_id) for e in batch}
-        rows: dict[str, dict[str, Any]] = {
-            r.case_id: dict(r._mapping) for r in conn.execute(select(table).where(table.c.case_id.in_(ids)))
-        }
-        existing = set(rows)
-        for envelope in batch:
-            self._apply(rows, envelope)
-        new = [r for k, r in rows.items() if k not in existing]
-        changed = [{**r, "b_case_id": k} for k, r in rows.items() if k in existing]
-        if new:
-            conn.execute(table.insert(), new)
-        if changed:
-            columns: dict[str, Any] = {c.name: bindparam(c.name) for c in table.columns if c.name != "case_id"}
-            conn.execute(table.update().where(table.c.case_id == bindparam("b_case_id")).values(columns), changed)
+        fold_per_case(conn, tables["keys"], batch, self._apply)
 
     def _apply(self, rows: dict[str, dict[str, Any]], envelope: Envelope) -> None:
         event = envelope.event

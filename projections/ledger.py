@@ -16,10 +16,11 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, bindparam, select
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, select
 from sqlalchemy.engine import Connection
 
 from domain.case import EMERGENCY_PROGRAMME
+from projections.bulk import upsert_rows
 from projections.runner import Envelope, View
 
 # Which status each event leaves the case in (the same rules as the case index; Rated and the others that may
@@ -158,11 +159,6 @@ class Ledger(View):
 
 
 def write(conn: Connection, table: Table, rows: Mapping[str, dict[str, Any]], existing: set[str], key: str) -> None:
-    """Bulk insert of new rows and bulk update of known ones (one statement each)."""
-    new = [r for k, r in rows.items() if k not in existing]
-    changed = [{**r, f"b_{key}": k} for k, r in rows.items() if k in existing]
-    if new:
-        conn.execute(table.insert(), new)
-    if changed:
-        columns: dict[str, Any] = {c.name: bindparam(c.name) for c in table.columns if c.name != key}
-        conn.execute(table.update().where(table.c[key] == bindparam(f"b_{key}")).values(columns), changed)
+    """Bulk insert of new rows and bulk update of known ones."""
+    upsert_rows(conn, table, key, [r for k, r in rows.items() if k not in existing],
+                [r for k, r in rows.items() if k in existing])

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Column, Date, Index, Integer, MetaData, String, Table, bindparam, select
+from sqlalchemy import BigInteger, Column, Date, Index, Integer, MetaData, String, Table, select
 from sqlalchemy.engine import Connection
 
+from projections.bulk import fold_per_case
 from projections.runner import Envelope, View
 
 # The events that move a case on or off the board; every other event leaves this view untouched.
@@ -61,21 +62,7 @@ class Notices(View):
         return {"notices": table}
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
-        table = tables["notices"]
-        ids = {str(e.case_id) for e in batch}
-        rows: dict[str, dict[str, Any]] = {
-            r.case_id: dict(r._mapping) for r in conn.execute(select(table).where(table.c.case_id.in_(ids)))
-        }
-        existing = set(rows)
-        for envelope in batch:
-            _apply(rows, envelope)
-        new = [r for k, r in rows.items() if k not in existing]
-        changed = [{**r, "b_case_id": k} for k, r in rows.items() if k in existing]
-        if new:
-            conn.execute(table.insert(), new)
-        if changed:
-            columns: dict[str, Any] = {c.name: bindparam(c.name) for c in table.columns if c.name != "case_id"}
-            conn.execute(table.update().where(table.c.case_id == bindparam("b_case_id")).values(columns), changed)
+        fold_per_case(conn, tables["notices"], batch, _apply)
 
 
 def _apply(rows: dict[str, dict[str, Any]], envelope: Envelope) -> None:
