@@ -117,7 +117,7 @@ def project() -> None:
 
 @cli.command()
 def rebuild(projection: Annotated[str | None, typer.Option(help="one view; default every view")] = None,
-            batch_size: Annotated[int, typer.Option(min=1, help="events per transaction")] = 5000) -> None:
+            batch_size: Annotated[int, typer.Option(min=1, help="events per transaction")] = 20_000) -> None:
     """Rebuilds read models from the event log into fresh tables, switching over when caught up."""
     from api.app import build_services
     from projections.runner import Progress

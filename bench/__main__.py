@@ -24,6 +24,7 @@ import time
 from adapters.logs import configure_logging
 from bench import annual_cycle, command_path, http_load, matching, memory, rebuild, scale
 from bench.harness import say
+from projections.runner import REBUILD_BATCH
 
 
 def main() -> None:
@@ -37,7 +38,8 @@ def main() -> None:
     parser.add_argument("--scale-cases", type=int, help="cases for (b) (default 1,000,000; quick 3,000)")
     parser.add_argument("--samples", type=int, help="timed calls per query kind in (b) (default 2,000; quick 300)")
     parser.add_argument("--repeats", type=int, help="runs per view in (a), best kept (default 3; quick 2)")
-    parser.add_argument("--batch-size", type=int, default=5000, help="events per rebuild transaction")
+    parser.add_argument("--batch-size", type=int, default=REBUILD_BATCH,
+                        help=f"events per rebuild transaction (default {REBUILD_BATCH:,}, as zizhu rebuild)")
     parser.add_argument("--commands-students", type=int, help="students for (d) (default 2,000; quick 30)")
     parser.add_argument("--annual-students", type=int, help="students for (f) (default 10,000; quick 100)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark databases afterwards")

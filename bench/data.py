@@ -9,6 +9,7 @@ it got, its times) is a pure function of `i`, so a benchmark can sample cases wi
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from collections.abc import Callable
@@ -170,11 +171,12 @@ def schools_csv(dataset: Dataset) -> bytes:
 
 
 def load(store: CaseStore, schools: SchoolRegistry, cases: int, *, cases_per_school: int = 400,
-         block: int = 5000, on_progress: Callable[[int, int, float], None] | None = None) -> Dataset:
+         chunk: int = 20_000, on_progress: Callable[[int, int, float], None] | None = None) -> Dataset:
     """Appends `cases` synthetic case histories to an empty store; returns their description.
 
-    Cases are written in blocks; within a block events are ordered by time, so the log interleaves cases the way
-    a busy term would (each case's events stay in version order)."""
+    The log is in time order across all cases, as a term's log would be: applications arrive over the term and
+    each case's later steps come hours to weeks after, between other cases' events (a heap merges the cases'
+    timelines; nothing but the events not yet due is held in memory)."""
     if store.recorder.max_notification_id():
         raise RuntimeError("the benchmark store must start empty")
     dataset = Dataset(cases=cases, schools=max(4, cases // cases_per_school))
@@ -182,15 +184,31 @@ def load(store: CaseStore, schools: SchoolRegistry, cases: int, *, cases_per_sch
     templates = build_templates(store)
     started = time.perf_counter()
     written = 0
-    for first in range(0, cases, block):
-        rows: list[tuple[datetime, StoredEvent]] = []
-        for i in range(first, min(first + block, cases)):
-            rows.extend(_case_events(dataset, templates, i))
-        rows.sort(key=lambda r: r[0])
-        _insert(store, [r[1] for r in rows])
-        written += len(rows)
+    due: list[tuple[datetime, int, int]] = []  # (time, case, step) of events not yet written
+    pending: list[StoredEvent] = []
+
+    def flush(done: int) -> None:
+        nonlocal written, pending
+        _insert(store, pending)
+        written += len(pending)
+        pending = []
         if on_progress:
-            on_progress(min(first + block, cases), written, time.perf_counter() - started)
+            on_progress(done, written, time.perf_counter() - started)
+
+    for i in range(cases):
+        times = dataset.times(i)
+        # Cases start in order, so every event due before this one's application can be written now.
+        while due and due[0][0] < times[0]:
+            moment, case, step = heapq.heappop(due)
+            pending.append(_event(dataset, templates, case, step, moment))
+            if len(pending) >= chunk:
+                flush(i)
+        for step, moment in enumerate(times):
+            heapq.heappush(due, (moment, i, step))
+    while due:
+        moment, case, step = heapq.heappop(due)
+        pending.append(_event(dataset, templates, case, step, moment))
+    flush(cases)
     return dataset
 
 
@@ -210,19 +228,16 @@ def _insert(store: CaseStore, events: list[StoredEvent]) -> None:
             copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
 
 
-def _case_events(dataset: Dataset, templates: dict[Level, Template], i: int) -> list[tuple[datetime, StoredEvent]]:
+def _event(dataset: Dataset, templates: dict[Level, Template], i: int, k: int, moment: datetime) -> StoredEvent:
+    """Event `k` of case `i`: the template's, with this case's time (and, in the application, its identity)."""
     template = templates[dataset.level(i)]
-    school_id, region = dataset.school(i)
-    case_id = dataset.case_id(i)
-    out = []
-    for k, moment in enumerate(dataset.times(i)):
-        state = template.states[k].replace(template.stamps[k], _stamp(moment))
-        if k == 0:
-            state = (state.replace(_text("id_number", TEMPLATE_ID_NUMBER), _text("id_number", f"{i:018d}"))
-                     .replace(_text("name", TEMPLATE_NAME), _text("name", NAMES[i % len(NAMES)]))
-                     .replace(_text("school_id", TEMPLATE_SCHOOL), _text("school_id", school_id))
-                     .replace(_text("class_id", TEMPLATE_CLASS), _text("class_id", dataset.class_of(i)))
-                     .replace(_text("school_region", TEMPLATE_REGION), _text("school_region", region)))
-        out.append((moment, StoredEvent(originator_id=case_id, originator_version=k + 1,
-                                        topic=template.topics[k], state=state)))
-    return out
+    state = template.states[k].replace(template.stamps[k], _stamp(moment))
+    if k == 0:
+        school_id, region = dataset.school(i)
+        state = (state.replace(_text("id_number", TEMPLATE_ID_NUMBER), _text("id_number", f"{i:018d}"))
+                 .replace(_text("name", TEMPLATE_NAME), _text("name", NAMES[i % len(NAMES)]))
+                 .replace(_text("school_id", TEMPLATE_SCHOOL), _text("school_id", school_id))
+                 .replace(_text("class_id", TEMPLATE_CLASS), _text("class_id", dataset.class_of(i)))
+                 .replace(_text("school_region", TEMPLATE_REGION), _text("school_region", region)))
+    return StoredEvent(originator_id=dataset.case_id(i), originator_version=k + 1, topic=template.topics[k],
+                       state=state)

@@ -40,7 +40,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, ProgrammingError
-from sqlalchemy.schema import CreateTable
 
 from adapters.db import metadata
 from adapters.logs import get_logger
@@ -59,6 +58,10 @@ projection_state = Table(
 )
 
 RETIRED_GRACE = timedelta(seconds=10)  # queries that resolved the old generation finish before its tables go
+# Events per rebuild transaction. Each batch pays fixed costs (the tracking row, every count it moves, rows of
+# cases it touches more than once written once): bench/ measured 0.39 of the read+decode rate at 5,000 and 0.72
+# at 20,000 (50,000 cases, PostgreSQL); two batches are held decoded at a time.
+REBUILD_BATCH = 20_000
 
 
 class Envelope:
@@ -161,12 +164,12 @@ class Projections:
 
     def _create_generation(self, conn: Connection, view: str, generation: int, status: str) -> None:
         for table in self.tables_of(view, generation).values():
+            table.create(conn, checkfirst=True)  # as declared, with whatever a view hooks on its creation
             if status == "building":
                 # Secondary indexes come when the rebuild has caught up (_create_indexes): filling a table and
                 # then indexing it costs far less than keeping every index in step with every batch.
-                conn.execute(CreateTable(table, if_not_exists=True))
-            else:
-                table.create(conn, checkfirst=True)
+                for index in table.indexes:
+                    index.drop(conn, checkfirst=True)
         now = datetime.now(UTC)
         conn.execute(insert(projection_state).values(view=view, generation=generation,
                                                      schema_version=self.views[view].schema_version,
@@ -396,7 +399,7 @@ class Projections:
         return generation
 
     def rebuild(self, view: str, on_progress: Callable[[Progress], None] | None = None,
-                batch_size: int = 5000) -> Progress:
+                batch_size: int = REBUILD_BATCH) -> Progress:
         """Rebuilds one view into fresh tables, reporting progress, and switches over when caught up.
 
         A reader thread reads and decodes the next batch while this one is written (decoding is pure Python,

@@ -127,6 +127,11 @@ def test_rebuild_fills_a_new_generation_while_the_old_one_answers_then_switches(
 
     expected = {i.name for i in projections.tables_of("case_index", building)["cases"].indexes}
     assert expected and not indexes() & expected  # filled first, indexed when caught up
+    if services.engine.dialect.name == "postgresql":  # a storage parameter SQLite does not have
+        with services.engine.connect() as conn:
+            options = conn.exec_driver_sql("SELECT reloptions FROM pg_class WHERE relname = %s",
+                                           (f"case_index_g{building}",)).scalar_one()
+        assert options == ["fillfactor=70"]
 
     progress = projections.rebuild("case_index", batch_size=3)
     assert progress.generation == building
