@@ -43,7 +43,7 @@ STATUS_AFTER = {
 
 class CaseIndex(View):
     name: ClassVar[str] = "case_index"
-    schema_version: ClassVar[int] = 5
+    schema_version: ClassVar[int] = 6
     topics: ClassVar[tuple[str, ...]] = CASE_EVENT_TOPICS  # not rounds, plans, samples …
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
@@ -67,6 +67,7 @@ class CaseIndex(View):
             Column("updated_at", DateTime(timezone=True), nullable=False),
             Column("version", Integer, nullable=False),
             Column("position", BigInteger, nullable=False),
+            sqlite_with_rowid=False,  # looked up and replaced by its key: one B-tree less to maintain on SQLite
         )
         # Room on each page for a row's next version: PostgreSQL can then update in place (HOT) whenever no
         # indexed column changes, e.g. throughout a rebuild, which adds the secondary indexes last.
@@ -89,6 +90,7 @@ class CaseIndex(View):
             Column("level", String(32), primary_key=True),  # NO_LEVEL for none (a key column cannot be NULL)
             Column("status", String(16), primary_key=True),
             Column("n", BigInteger, nullable=False),
+            sqlite_with_rowid=False,
         )
         _fill_factor(counts, 50)  # every batch updates these few rows again
         return {"cases": table, "counts": counts}
