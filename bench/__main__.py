@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--rebuild-cases", type=int, help="cases for (a) (default 20,000; quick 1,000)")
     parser.add_argument("--scale-cases", type=int, help="cases for (b) (default 1,000,000; quick 3,000)")
     parser.add_argument("--samples", type=int, help="timed calls per query kind in (b) (default 2,000; quick 300)")
+    parser.add_argument("--view", action="append", help="for (a): only this view (repeatable); default all")
     parser.add_argument("--repeats", type=int, help="runs per view in (a), best kept (default 3; quick 2)")
     parser.add_argument("--batch-size", type=int, default=REBUILD_BATCH,
                         help=f"events per rebuild transaction (default {REBUILD_BATCH:,}, as zizhu rebuild)")
@@ -57,7 +58,7 @@ def main() -> None:
     if args.only in (None, "rebuild"):
         for backend in args.backend or ["sqlite", "postgres"]:
             rebuild.run_backend(backend, rebuild_cases, args.batch_size, per_event_sample=200 if quick else 2_000,
-                                repeats=args.repeats or (2 if quick else 3), keep=args.keep)
+                                repeats=args.repeats or (2 if quick else 3), keep=args.keep, views=args.view)
     if args.only in (None, "scale"):
         scale.run(scale_cases, samples, batch_size=args.batch_size, keep=args.keep)
     if args.only in (None, "matching"):

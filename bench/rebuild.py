@@ -76,13 +76,13 @@ def one_event_per_transaction(projections: Projections, view: str, sample: int) 
 
 
 def run_backend(backend: str, cases: int, batch_size: int, per_event_sample: int, repeats: int,
-                keep: bool) -> None:
+                keep: bool, views: list[str] | None = None) -> None:
     with fresh_services(backend, keep=keep) as services:
-        _run(services, backend, cases, batch_size, per_event_sample, repeats)
+        _run(services, backend, cases, batch_size, per_event_sample, repeats, views)
 
 
 def _run(services: Services, backend: str, cases: int, batch_size: int, per_event_sample: int,
-         repeats: int) -> None:
+         repeats: int, views: list[str] | None = None) -> None:
     say(f"\n== (a) rebuild throughput on {backend}: {cases:,} cases, batches of {batch_size} ==")
     started = time.perf_counter()
     dataset = load(services.store, services.schools, cases)
@@ -93,6 +93,8 @@ def _run(services: Services, backend: str, cases: int, batch_size: int, per_even
     say(f"{'view':<22} {'events':>10} {'rebuild/s':>11} {'read+decode/s':>14} {'ratio':>7}  goal ≥ {GOAL}")
     base_all = 0.0
     for name, view in projections.views.items():
+        if views and name not in views:
+            continue
         topics = tuple(view.topics)
         bases, rates = [], []
         done = 0
