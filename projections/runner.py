@@ -7,8 +7,9 @@ and the transaction applies it only if a compare-and-set on the tracking row (wh
 PostgreSQL, the write lock on SQLite) still finds that position: two runners on one view never both apply a batch.
 
 Rebuilds write a new generation beside the active one and switch over when it has caught up, so queries keep
-answering from the old tables meanwhile; a view whose `schema_version` changed is rebuilt the same way (its old
-tables are never migrated by hand).
+answering from the old tables meanwhile; the new tables are filled without their secondary indexes, which are built
+just before the switch. A view whose `schema_version` changed is rebuilt at start-up (its old tables are never
+migrated by hand). Read-your-writes: `wait_for` helps a query's view reach a command's log position.
 """
 
 from __future__ import annotations
