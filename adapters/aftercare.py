@@ -226,9 +226,11 @@ class Aftercare:
                                          rates=rates, profile_version=profile.tag, actor=principal.actor, now=now)
             loaded: list[StudentCase] = []
             stale: list[tuple[str, str]] = []
+            found = self.cases.store.get_many(UUID(i) for i in sample.drawn_cases)  # one query per 500 cases
             for case_id, level in sample.drawn_cases.items():
-                case = self._case(UUID(case_id))
-                if case is None or case.status not in IDENTIFIED or case.level is None or case.level.value != level:
+                case = found.get(UUID(case_id))
+                if (not isinstance(case, StudentCase) or case.status not in IDENTIFIED or case.level is None
+                        or case.level.value != level):
                     stale.append((level, case_id))
                     continue
                 require_command(principal, case, "select_follow_up")
@@ -260,13 +262,6 @@ class Aftercare:
         except AggregateNotFoundError:
             return None
         return sample if isinstance(sample, FollowUpSample) else None
-
-    def _case(self, case_id: UUID) -> StudentCase | None:
-        try:
-            case: object = self.cases.store.repository.get(case_id)
-        except AggregateNotFoundError:
-            return None
-        return case if isinstance(case, StudentCase) else None
 
     # ------------------------------------------------------------------------------------------ school views
 

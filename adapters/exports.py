@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import date
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from openpyxl import Workbook
 from openpyxl.styles import Font
@@ -87,7 +86,8 @@ class ExportService:
         # Read-your-writes on the view: every confirmation already in the log is listed.
         self.projections.wait_for("notices", self.projections.head())
         listed = self._concluded(school_id, academic_year)
-        cases = [c for c in (self._load(i) for i in listed) if c is not None
+        found = self.cases.store.get_many(listed)  # one query per 500 cases
+        cases = [c for c in (found.get(i) for i in listed) if isinstance(c, StudentCase)
                  and c.school_id == school_id and c.academic_year == academic_year
                  and c.status in {Status.CONFIRMED, Status.ARCHIVED}]
         to_archive = [c for c in cases if c.status is Status.CONFIRMED]
@@ -127,13 +127,6 @@ class ExportService:
                                                 notices.c.status.in_(("confirmed", "archived")))
         with self.projections.engine.connect() as conn:
             return [UUID(r) for r in conn.execute(query).scalars()]
-
-    def _load(self, case_id: UUID) -> StudentCase | None:
-        try:
-            case: object = self.cases.store.repository.get(case_id)
-        except AggregateNotFoundError:
-            return None
-        return case if isinstance(case, StudentCase) else None
 
 
 def _order(case: StudentCase) -> tuple[str, str, str]:

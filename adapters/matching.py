@@ -25,6 +25,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.engine import Engine
 
 from adapters.auth import Principal
+from adapters.batches import VIEW_WAIT, decide_in_chunks
 from adapters.cases import CaseService
 from adapters.clock import Clock
 from adapters.consumption import ConsumptionData, academic_year_of, year_start
@@ -33,7 +34,7 @@ from adapters.policies import Profiles
 from adapters.registries import EntryView, RegistryStore, SubjectKeys, require_school_scope
 from adapters.schools import SchoolRegistry
 from domain.case import StudentCase, local_date
-from domain.errors import DomainError
+from domain.errors import Conflict
 from domain.values import Role, VerificationMethod, validate_academic_year
 from projections.case_keys import split
 from projections.runner import Projections
@@ -190,7 +191,8 @@ class DataMatching:
     def _current_views(self) -> None:
         head = self.projections.head()
         for view in ("case_index", "case_keys"):
-            self.projections.wait_for(view, head)
+            if not self.projections.wait_for(view, head, timeout=VIEW_WAIT):
+                raise Conflict("the case index is still catching up with the log; try again shortly")
 
     def verify_school(self, principal: Principal, school_id: str, *, academic_year: str | None = None,
                       class_id: str | None = None) -> dict[str, Any]:
@@ -214,7 +216,7 @@ class DataMatching:
         summary: dict[str, Any] = {"school_id": school_id, "academic_year": academic_year, "class_id": class_id,
                                    "considered": len(pending), "verified": 0, "unchanged": 0, "skipped": 0,
                                    "confirmed_categories": 0, "discrepancies": 0, "notes": 0, "cases": []}
-        position: int | None = None
+        work = []
         for row in pending:
             found = entries.get(row.id_key, [])
 
@@ -223,26 +225,27 @@ class DataMatching:
                 case.verify(method=VerificationMethod.DATA_MATCH, confirmed=confirmed, notes="; ".join(notes),
                             actor=principal.actor, now=now)
 
-            try:
-                outcome = self.cases.execute(principal, UUID(row.case_id), "verify", None, decide)
-            except DomainError as exc:  # the case moved on meanwhile (or a concurrent change won): report, go on
+            work.append((UUID(row.case_id), decide))
+        # Loaded and saved a chunk at a time; a case that moved on meanwhile (or a concurrent change that won) is
+        # reported skipped and the rest go on (adapters/batches.py).
+        results, position = decide_in_chunks(self.cases, principal, "verify", work)
+        for done in results:
+            if done.error is not None or done.case is None:
                 summary["skipped"] += 1
-                summary["cases"].append({"case_id": row.case_id, "outcome": "skipped", "code": exc.code})
+                summary["cases"].append({"case_id": str(done.case_id), "outcome": "skipped",
+                                         "code": done.error.code if done.error else "not_found"})
                 continue
-            verification = outcome.case.verification or {}
-            changed = outcome.position is not None
-            summary["verified" if changed else "unchanged"] += 1
+            verification = done.case.verification or {}
+            summary["verified" if done.changed else "unchanged"] += 1
             summary["confirmed_categories"] += len(verification.get("confirmed", []))
             summary["discrepancies"] += len(verification.get("discrepancies", []))
             summary["notes"] += len([n for n in (verification.get("notes") or "").split("; ") if n])
             summary["cases"].append({
-                "case_id": row.case_id, "outcome": "verified" if changed else "unchanged",
+                "case_id": str(done.case_id), "outcome": "verified" if done.changed else "unchanged",
                 "confirmed": verification.get("confirmed", []),
                 "discrepancies": verification.get("discrepancies", []),
                 "unclaimed_confirmed": verification.get("unclaimed_confirmed", []),
             })
-            if changed:
-                position = max(position or 0, outcome.position or 0)
         summary["position"] = position
         return summary
 

@@ -23,7 +23,6 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from sqlalchemy import select
 
@@ -104,9 +103,10 @@ class PublicityService:
             raise ValidationFailed(f"a notice cannot start in the past (today is {today})", field="starts_on")
         loaded: list[StudentCase] = []
         problems: list[dict[str, Any]] = []
+        found = self.cases.store.get_many(ids)  # one query per 500 cases
         for case_id in ids:
-            case = self._load(case_id)
-            if case is None or case.school_id != school_id:
+            case = found.get(case_id)
+            if not isinstance(case, StudentCase) or case.school_id != school_id:
                 problems.append({"case_id": str(case_id), "problem": "not_found"})
             elif case.status is not Status.RATED:
                 problems.append({"case_id": str(case_id), "problem": "not_rated", "status": case.status.value})
@@ -144,13 +144,6 @@ class PublicityService:
             raise RuleViolated("these cases fall under different policy profiles; open one notice per profile",
                                profiles=sorted(profiles))
         return next(iter(profiles.values()))
-
-    def _load(self, case_id: UUID) -> StudentCase | None:
-        try:
-            case: object = self.cases.store.repository.get(case_id)
-        except AggregateNotFoundError:
-            return None
-        return case if isinstance(case, StudentCase) else None
 
     def _require_school_staff(self, principal: Principal, school_id: str) -> None:
         if self.cases.schools.get(school_id) is None:

@@ -22,10 +22,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
 from adapters.auth import Principal
+from adapters.batches import Decide, decide_in_chunks
 from adapters.cases import CaseService
 from adapters.logs import get_logger
 from domain.case import StudentCase, local_date
-from domain.errors import DomainError
 from domain.values import Role
 from projections.runner import Projections
 
@@ -70,18 +70,21 @@ class DeadlineJob:
             # The view must have seen the latest objections and confirmations before it is asked what is due.
             self.projections.catch_up("notices")
         run = DeadlineRun(today=self.cases.clock.today())
-        for due in self.ended_windows(run.today):
-            if due.open_objections:
-                run.held_by_objection.append(due.case_id)
-                continue
-            try:
-                self.cases.execute(SYSTEM, UUID(due.case_id), "confirm", None, _confirm)
-            except DomainError as exc:
+        due: list[tuple[UUID, Decide]] = []
+        for window in self.ended_windows(run.today):
+            if window.open_objections:
+                run.held_by_objection.append(window.case_id)
+            else:
+                due.append((UUID(window.case_id), _confirm))
+        # Loaded and confirmed a chunk at a time, one transaction per chunk (adapters/batches.py).
+        results, _ = decide_in_chunks(self.cases, SYSTEM, "confirm", due)
+        for done in results:
+            if done.error is not None:
                 # Already concluded, an objection the view lags on, or a concurrent writer that won: the domain
                 # refused, nothing was written, and the next run looks again at whatever is still due.
-                run.refused[due.case_id] = exc.code
-            else:
-                run.confirmed.append(due.case_id)
+                run.refused[str(done.case_id)] = done.error.code
+            elif done.changed:
+                run.confirmed.append(str(done.case_id))
         if run.confirmed or run.refused:
             self.log.info("notice_deadlines_run", today=run.today.isoformat(), confirmed=len(run.confirmed),
                           held_by_objection=len(run.held_by_objection), refused=len(run.refused))

@@ -114,6 +114,11 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/schools/{school_id}/consumption/imports"): frozenset({S}),
     ("GET", "/v1/schools/{school_id}/consumption/warnings"): frozenset({S, B, AU}),
     ("GET", "/v1/regions/{region_code}/departures"): frozenset({B, AU}),
+    # batch commands: a school's bulk entry, assessment and rating, a class group's results (adapters/batches.py)
+    ("POST", "/v1/schools/{school_id}/applications"): frozenset({S}),
+    ("POST", "/v1/schools/{school_id}/assess-verified"): frozenset({S}),
+    ("POST", "/v1/schools/{school_id}/rate-evaluated"): frozenset({S}),
+    ("POST", "/v1/schools/{school_id}/classes/{class_id}/evaluations"): frozenset({E}),
     # the caller's own role and scope (the web console's navigation)
     ("GET", "/v1/me"): EVERYONE,
     # the web console's pages carry no data (their scripts call the API with the caller's token): api/web

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from adapters.batches import BatchCommands
 from adapters.calendar import WorkingCalendar
 from adapters.cases import CaseService
 from adapters.clock import Clock, parse_instant
@@ -41,6 +42,7 @@ from api.idempotency import IdempotencyMiddleware
 from api.routes import (
     aftercare,
     audit,
+    batches,
     cases,
     evaluation,
     model_review,
@@ -93,7 +95,8 @@ def build_services(settings: Settings) -> Services:
                     schools=schools, cases=cases, projections=projections, calendar=calendar,
                     publicity=PublicityService(cases, calendar, projections, settings.secret),
                     deadlines=DeadlineJob(cases, projections), exports=ExportService(cases, projections),
-                    identification=identification, matcher=identification.matching.matcher)
+                    identification=identification, matcher=identification.matching.matcher,
+                    batches=BatchCommands(cases, projections))
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -177,6 +180,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(registries.router)
     app.include_router(evaluation.router)
     app.include_router(session.router)
+    app.include_router(batches.router)
     install_web(app)  # the zh-CN pages at / and their static files (api/web)
     return app
 

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
 
 from adapters.auth import InvalidToken, Principal
+from adapters.batches import BatchCommands
 from adapters.calendar import WorkingCalendar
 from adapters.cases import CaseService
 from adapters.clock import Clock
@@ -47,6 +48,8 @@ class Services:
     exports: ExportService | None = None
     # Registry imports, data matching, class evaluation groups, consumption warnings (adapters/matching.py).
     identification: IdentificationEngine | None = None
+    # Batch commands of a school's aid office and of a class evaluation group (adapters/batches.py).
+    batches: BatchCommands | None = None
 
 
 def get_services(request: Request) -> Services:
