@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,6 +22,9 @@ deadlines_cli = typer.Typer(help="Public-notice deadlines", no_args_is_help=True
 cli.add_typer(deadlines_cli, name="deadlines")
 registry_cli = typer.Typer(help="Registry lists of other departments (data matching)", no_args_is_help=True)
 cli.add_typer(registry_cli, name="registry")
+batch_cli = typer.Typer(help="Batch commands of a school (adapters/batches.py), under the caller's token",
+                        no_args_is_help=True)
+cli.add_typer(batch_cli, name="batch")
 
 
 def _settings() -> Settings:
@@ -240,6 +244,75 @@ def registry_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=F
         typer.echo(f"  line {rejection['line']}: {rejection['reason']}: {rejection['detail']}")
     if record.rows_accepted == 0:
         raise typer.Exit(1)
+
+
+TokenOption = Annotated[str, typer.Option(envvar="ZIZHU_TOKEN", help="the caller's bearer token (zizhu token)")]
+
+
+def _run_batch(token: str, work: Callable[[Any, Any], dict[str, Any]]) -> None:
+    """Runs one batch as the token's holder (the same scope and role checks as over HTTP) and prints its result:
+    counts, then every case or row not done; exit 1 when the batch was refused, 0 otherwise."""
+    from adapters.auth import InvalidToken, verify_token
+    from api.app import build_services
+    from domain.errors import DomainError
+
+    settings = _settings()
+    try:
+        principal = verify_token(settings.secret, token)
+    except InvalidToken as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(1) from None
+    services = build_services(settings)
+    try:
+        answer = work(services.batches, principal)
+    except DomainError as exc:
+        typer.echo(f"refused ({exc.code}): {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        services.store.close()
+        services.engine.dispose()
+    items = answer.get("applications") or answer.get("cases") or []
+    typer.echo(f"considered {answer['considered']}: ok {answer['ok']}, unchanged {answer.get('unchanged', 0)}, "
+               f"skipped {answer['skipped']}")
+    for item in items:
+        if item["outcome"] == "skipped":
+            where = f"row {item['row']}" if "row" in item else f"case {item['case_id']}"
+            typer.echo(f"  {where}: {item['code']}{' (' + item['field'] + ')' if item.get('field') else ''}")
+
+
+@batch_cli.command("apply")
+def batch_apply(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                                     help='JSON: {"applications": [form, ...]} or a list of forms')],
+                school: Annotated[str, typer.Option(help="the school's ID")], token: TokenOption) -> None:
+    """Bulk application entry by a school (as POST /v1/schools/{id}/applications)."""
+    import json
+
+    from api.routes.batches import application_shape
+
+    raw = json.loads(file.read_text(encoding="utf-8"))
+    forms = raw.get("applications") if isinstance(raw, dict) else raw
+    if not isinstance(forms, list):
+        typer.echo('refused: the file holds {"applications": [...]} or a list of forms', err=True)
+        raise typer.Exit(2)
+    _run_batch(token, lambda batches, who: batches.apply_many(who, school, forms, shape=application_shape))
+
+
+@batch_cli.command("assess")
+def batch_assess(school: Annotated[str, typer.Option(help="the school's ID")], token: TokenOption,
+                 academic_year: Annotated[str | None, typer.Option()] = None,
+                 class_id: Annotated[str | None, typer.Option("--class")] = None) -> None:
+    """Assesses every verified case of the school (as POST /v1/schools/{id}/assess-verified)."""
+    _run_batch(token, lambda batches, who: batches.assess_school(who, school, academic_year=academic_year,
+                                                                 class_id=class_id))
+
+
+@batch_cli.command("rate")
+def batch_rate(school: Annotated[str, typer.Option(help="the school's ID")], token: TokenOption,
+               academic_year: Annotated[str | None, typer.Option()] = None,
+               class_id: Annotated[str | None, typer.Option("--class")] = None) -> None:
+    """Rates every evaluated case at its class group's recommendation (as POST /v1/schools/{id}/rate-evaluated)."""
+    _run_batch(token, lambda batches, who: batches.rate_school(who, school, academic_year=academic_year,
+                                                               class_id=class_id))
 
 
 audit_cli.register(cli)

@@ -5,6 +5,7 @@ costs only its own case; re-runs that do nothing twice."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -302,3 +303,33 @@ def test_notice_confirmation_archive_and_sample_load_their_cases_in_chunks(
     assert one_at_a_time == []  # no case was read on its own
     monkeypatch.undo()
     assert all(status_of(later, i) is Status.ARCHIVED for i in ids)
+
+
+# ------------------------------------------------------------------------------------------------ the command line
+
+
+def test_a_school_scripts_bulk_entry_and_assessment_with_its_token(database_url: str, tmp_path: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from adapters.auth import issue_token
+    from api.cli import cli
+
+    for key in [k for k in os.environ if k.startswith("ZIZHU_")]:
+        monkeypatch.delenv(key)
+    env = {"ZIZHU_SECRET": SECRET, "ZIZHU_LOG_LEVEL": "WARNING", "ZIZHU_DATABASE_URL": database_url,
+           "ZIZHU_NOW": NOW}
+    forms = tmp_path / "forms.json"
+    forms.write_text(json.dumps({"applications": [form(1), form(2), form(1)]}), encoding="utf-8")
+    token = issue_token(SECRET, sub="staff-1", role="school", school=GX_SCHOOL)
+    other = issue_token(SECRET, sub="staff-2", role="school", school="S3201020001")
+    entered = CliRunner().invoke(cli, ["batch", "apply", str(forms), "--school", GX_SCHOOL, "--token", token],
+                                 env=env)
+    assert entered.exit_code == 0, entered.output
+    assert "ok 2" in entered.output and "row 2: conflict" in entered.output
+    refused = CliRunner().invoke(cli, ["batch", "assess", "--school", GX_SCHOOL, "--token", other], env=env)
+    assert refused.exit_code == 1 and "not_found" in refused.output
+    assessed = CliRunner().invoke(cli, ["batch", "assess", "--school", GX_SCHOOL], env={**env, "ZIZHU_TOKEN": token})
+    assert assessed.exit_code == 0 and "considered 0" in assessed.output  # applied, not yet verified
