@@ -22,13 +22,17 @@ from adapters.policies import Profiles
 from adapters.schools import School, SchoolRegistry
 from adapters.store import CaseStore
 from domain.case import StudentCase
-from domain.errors import CaseNotFound, Conflict, Forbidden, ValidationFailed, VersionMismatch
+from domain.errors import CaseNotFound, Conflict, DomainError, Forbidden, ValidationFailed, VersionMismatch
 from domain.form import normalise_form
 from domain.policy import PolicyProfile, assess, facts_from_application
 from domain.values import Category, Role, VerificationMethod, case_id_for, parse_enum, parse_level_or_none
 
 INTERNAL_FIELDS = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic", "actor",
                              idempotency.KEY_ATTRIBUTE, idempotency.FINGERPRINT_ATTRIBUTE})
+
+
+class ConcurrentChange(Conflict):
+    """The event store refused the command's events: another change to the case was saved first."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ class CaseService:
         try:
             recordings = self.store.save(case)
         except IntegrityError:
-            raise Conflict("a concurrent change to this case won; reload it and try again") from None
+            raise ConcurrentChange("a concurrent change to this case won; reload it and try again") from None
         return max((r.notification.id for r in recordings), default=None)
 
     def profile_for(self, case: StudentCase) -> PolicyProfile:
@@ -95,8 +99,28 @@ class CaseService:
     def execute(self, principal: Principal, case_id: UUID, command: str, expected_version: int | None,
                  decide: Callable[[StudentCase, datetime], None]) -> Outcome:
         """Load → check scope, role and If-Match → decide (the domain command) → save. Every case command
-        of every capability goes through here, so scope and concurrency rules hold everywhere."""
-        case = self._load(case_id)
+        of every capability goes through here, so scope and concurrency rules hold everywhere.
+
+        The case comes from the store's case cache when this process saved it recently (no read; the cache
+        forgets cases that other processes changed, adapters/store.py CaseCache). A command that succeeds on a
+        cached copy was decided on the current state, since the store accepted its next version. When the store
+        refuses the write, a change saved since the copy was current won: 409, as when two commands race on a
+        case read from the store. Any other refusal of a cached copy is not trusted (the copy may be a moment
+        old): the command runs again on the case as stored, whose answer stands."""
+        cached = self.store.case_cache.get(case_id)
+        if cached is not None:
+            try:
+                return self._execute(principal, cached, command, expected_version, decide)
+            except ConcurrentChange:
+                self.store.case_cache.forget(case_id)
+                raise  # the store refused the write: a change made since the copy was current won (409)
+            except DomainError:
+                self.store.case_cache.forget(case_id)  # perhaps refused for being stale: decide on the stored case
+        return self._execute(principal, self._load(case_id), command, expected_version, decide)
+
+    def _execute(self, principal: Principal, case: StudentCase, command: str, expected_version: int | None,
+                 decide: Callable[[StudentCase, datetime], None]) -> Outcome:
+        case_id = case.id
         require_command(principal, case, command)
         earlier = self._earlier(case_id, upto=case.version)
         if earlier is not None:
@@ -201,13 +225,20 @@ class CaseService:
         earlier = self._earlier(case_id)
         if earlier is not None:
             return earlier
-        if self.store.repository.__contains__(case_id):
-            raise Conflict("this student has already applied for this academic year", case_id=str(case_id))
-        for check in self.admission_checks:
-            check(normalised, school, profile, self.clock.today())
-        case = StudentCase.apply(form=normalised, school_region=school.region_code, profile_version=profile.tag,
-                                 actor=principal.actor, now=self.clock.now())
-        return self._commit(case, 0)
+        duplicate = Conflict("this student has already applied for this academic year", case_id=str(case_id))
+        try:
+            for check in self.admission_checks:
+                check(normalised, school, profile, self.clock.today())
+            case = StudentCase.apply(form=normalised, school_region=school.region_code,
+                                     profile_version=profile.tag, actor=principal.actor, now=self.clock.now())
+            # No read first to see whether the student applied already: the case ID is derived from the student
+            # and the year, so the store refuses a second first event, and that refusal is the answer.
+            return self._commit(case, 0)
+        except DomainError as refused:
+            # A second application is told so before any other refusal (rounds, a racing duplicate).
+            if isinstance(refused, Conflict) or self.store.repository.__contains__(case_id):
+                raise duplicate from None
+            raise
 
     def amend(self, principal: Principal, case_id: UUID, form: Mapping[str, Any],
               expected_version: int | None = None) -> Outcome:

@@ -231,6 +231,23 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
     def max_position(self) -> int:
         return int(self.max_notification_id() or 0)
 
+    def changes_after(self, position: int, limit: int) -> list[tuple[int, UUID, int]]:
+        """(position, originator, version) of the events after `position`, in log order, without their bodies."""
+        rows = self._rows(f"SELECT rowid, originator_id, originator_version FROM {self.events_table_name} "
+                          "WHERE rowid>? ORDER BY rowid LIMIT ?", [position, limit])
+        return [(r[0], UUID(r[1]), r[2]) for r in rows]
+
+    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """Every stored event of the given originators in one query, by originator then version."""
+        if not originator_ids:
+            return []
+        marks = ",".join("?" * len(originator_ids))
+        rows = self._rows(f"SELECT originator_id, originator_version, topic, state FROM {self.events_table_name} "
+                          f"WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version",
+                          [_uuid(i).hex for i in originator_ids])
+        return [StoredEvent(originator_id=UUID(r[0]), originator_version=r[1], topic=r[2], state=r[3])
+                for r in rows]
+
     def event_digests(self, after: tuple[UUID, int] | None, upto: int, limit: int) -> list[EventDigest]:
         where, params = self._after(after)
         rows = self._rows(f"SELECT rowid, originator_id, originator_version, topic, state FROM "
@@ -358,6 +375,23 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
 
     def max_position(self) -> int:
         return int(self.max_notification_id() or 0)
+
+    def changes_after(self, position: int, limit: int) -> list[tuple[int, UUID, int]]:
+        """(position, originator, version) of the events after `position`, in log order, without their bodies."""
+        rows = self._rows(SQL("SELECT notification_id, originator_id, originator_version FROM {s}.{t} "
+                              "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+                              ).format(s=self.schema, t=self.events_ident), [position, limit])
+        return [(r["notification_id"], _uuid(r["originator_id"]), r["originator_version"]) for r in rows]
+
+    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """Every stored event of the given originators in one query, by originator then version."""
+        if not originator_ids:
+            return []
+        rows = self._rows(SQL("SELECT originator_id, originator_version, topic, state FROM {s}.{t} "
+                              "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+                              ).format(s=self.schema, t=self.events_ident), [[_uuid(i) for i in originator_ids]])
+        return [StoredEvent(originator_id=_uuid(r["originator_id"]), originator_version=r["originator_version"],
+                            topic=r["topic"], state=bytes(r["state"])) for r in rows]
 
     def _after(self, after: tuple[UUID, int] | None) -> tuple[Composed | SQL, list[Any]]:
         if after is None:

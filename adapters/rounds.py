@@ -237,8 +237,10 @@ class RoundService:
         """The CaseService's admission check: see domain/round.py for the rule."""
         year = str(form["academic_year"])
         first = int(year[:4])
-        rounds = [r for y in (year, f"{first - 1}-{first}") for k in KINDS
-                  if (r := self._find(round_id_for(school.school_id, y, k))) is not None]
+        # The school's rounds of this year and the year before, read in one query (four IDs, one round trip).
+        ids = [round_id_for(school.school_id, y, k) for y in (year, f"{first - 1}-{first}") for k in KINDS]
+        found = self.store.get_many(ids)
+        rounds = [r for i in ids if isinstance(r := found.get(i), IdentificationRound)]
         emergency = profile.rounds is not None and is_emergency(form, today, profile.rounds.emergency_days)
         admit(rounds, uses_rounds=bool(rounds), academic_year=year, today=today, emergency=emergency)
 

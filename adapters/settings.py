@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     projection_batch_size: int = 1000
     # `zizhu serve` keeps the views itself unless a separate `zizhu project` process does it.
     run_projections: bool = True
+    # Recently written cases kept in the process (adapters/store.py CaseCache), so a command need not read its
+    # case back before deciding; 0 turns the cache off.
+    case_cache_size: int = 10_000
     # Security and audit (README "Security and audit"): older cipher keys still decrypt, never encrypt.
     cipher_previous_keys: list[str] = []
     seal_interval: float = 3600.0  # seconds between automatic seals of the chain heads; 0: only on demand

@@ -183,7 +183,7 @@ class RawTable:
         self.conn.close()
 
 
-STORE_CALLS = ("select_events", "insert_events", "max_notification_id", "select_notifications")
+STORE_CALLS = ("select_events", "select_events_of", "insert_events", "max_notification_id", "select_notifications")
 
 
 def breakdown(services: Services, students: int, offset: int) -> dict[str, dict[str, float]]:
