@@ -1,8 +1,10 @@
 """Model review for a region and year, and publishing new cut-offs as a new profile version.
 
-- `PublishedProfiles` serves the versions bureaus published (domain/profile_versions.py) to `Profiles`: per call it
-  reads the newest version number of the profile's line (one indexed query) and reuses the parsed profile while
-  that number has not moved, so a publication takes effect for the very next command in every process.
+- `PublishedProfiles` serves the versions bureaus published (domain/profile_versions.py) to `Profiles`: it reads
+  the newest version number of the profile's line (one indexed query) at most once per `RECHECK_SECONDS` and reuses
+  the parsed profile while that number has not moved, so a publication takes effect for the very next command in
+  the process that published it and within two seconds in every other process (commands record the profile
+  version they used, so which cut-offs decided a case is never in doubt).
 - `ModelReviewService.report` reads the assessment outcomes view (no personal data) and computes the review with
   domain/model_review.py against the cut-offs in force.
 - `ModelReviewService.publish` records new cut-offs for a province's profile (province-level bureaus only).
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -31,30 +34,44 @@ from domain.values import Role, validate_academic_year
 from projections.queries import region_range
 from projections.runner import Projections
 
+RECHECK_SECONDS = 2.0
+
 
 class PublishedProfiles:
     """The `PublishedVersions` source of adapters/policies.py, read from the event store."""
 
     def __init__(self, store: CaseStore) -> None:
         self.store = store
-        self._lines: dict[str, tuple[int, ProfileLine]] = {}
+        # profile_id → (newest version seen, the line at it or None, monotonic time it was checked)
+        self._lines: dict[str, tuple[int, ProfileLine | None, float]] = {}
         self._built: dict[tuple[str, str], PolicyProfile] = {}
         self._lock = threading.Lock()
 
-    def line(self, profile_id: str) -> ProfileLine | None:
+    def line(self, profile_id: str, *, fresh: bool = False) -> ProfileLine | None:
+        """The profile's line of published versions (None: nothing published). Shared and read-only unless
+        `fresh`: a fresh line is read from the store and is the caller's own to change."""
+        now = time.monotonic()
+        cached = self._lines.get(profile_id)
+        if not fresh and cached is not None and now - cached[2] < RECHECK_SECONDS:
+            return cached[1]
         line_id = profile_line_id(profile_id)
         newest = self.store.recorder.select_events(line_id, desc=True, limit=1)
-        if not newest:
-            return None
-        version = newest[0].originator_version
-        cached = self._lines.get(profile_id)
-        if cached is not None and cached[0] == version:
+        version = newest[0].originator_version if newest else 0
+        if not fresh and cached is not None and cached[0] == version:
+            with self._lock:
+                self._lines[profile_id] = (version, cached[1], now)
             return cached[1]
-        loaded: object = self.store.repository.get(line_id, version=version)
-        assert isinstance(loaded, ProfileLine)
-        with self._lock:
-            self._lines[profile_id] = (version, loaded)
+        loaded: object = self.store.repository.get(line_id, version=version) if version else None
+        assert loaded is None or isinstance(loaded, ProfileLine)
+        if not fresh:
+            with self._lock:
+                self._lines[profile_id] = (version, loaded, now)
         return loaded
+
+    def forget(self, profile_id: str) -> None:
+        """Drops what is known of the line, so the next command reads it (after a publication here)."""
+        with self._lock:
+            self._lines.pop(profile_id, None)
 
     def _build(self, base: PolicyProfile, publication: Mapping[str, Any]) -> PolicyProfile:
         key = (base.profile_id, str(publication["version"]))
@@ -147,7 +164,7 @@ class ModelReviewService:
             evidence = {"academic_year": academic_year, "cases": len(cohort),
                         "agreement_before": agreement(in_force.scoring.cutoffs, cohort),
                         "agreement_after": agreement(parsed, cohort)}
-        line = self.published.line(base.profile_id)
+        line = self.published.line(base.profile_id, fresh=True)
         now = self.clock.now()
         pending = [line] if line is not None else [ProfileLine.start(profile_id=base.profile_id, now=now)]
         version = pending[0].publish(base_version=base.version, in_force=in_force.tag, expected=based_on,
@@ -158,6 +175,8 @@ class ModelReviewService:
         except IntegrityError:
             raise StaleProfileVersion("another version was published at the same moment; review again",
                                       in_force=in_force.tag) from None
+        self.published.forget(base.profile_id)
+        self.profiles.forget_published(base.profile_id)
         position = max((r.notification.id for r in recordings), default=None)
         published = self.profiles.by_tag(f"{base.profile_id}@{version}")
         assert published is not None

@@ -32,6 +32,9 @@ class PublishedVersions(Protocol):
     def version(self, base: PolicyProfile, version: str) -> PolicyProfile | None:
         """A version published on top of this file profile, by its version string."""
 
+    def forget(self, profile_id: str) -> None:
+        """Drops what is remembered of the profile's published versions (after publishing one)."""
+
 
 class Profiles:
     """Every profile in force, found by the province part of a school's region code."""
@@ -44,6 +47,11 @@ class Profiles:
 
     def use_published(self, source: PublishedVersions) -> None:
         self._published = source
+
+    def forget_published(self, profile_id: str) -> None:
+        """A version was just published: the next command in this process reads the profile's line again."""
+        if self._published is not None:
+            self._published.forget(profile_id)
 
     def file_profile(self, region_code: str) -> PolicyProfile:
         """The profile file's version for a region, ignoring publications."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,16 +51,30 @@ def decode_text(raw: bytes) -> str:
     raise ValueError("file is neither UTF-8 nor GBK text")
 
 
+# How long a school read from the registry is reused by this process without asking again (every application
+# names its school). An import in this process takes effect at once; one in another process (`zizhu schools
+# import`) within this time. A school not found is always asked again, so a newly imported one is never missed.
+SCHOOL_RECHECK_SECONDS = 30.0
+
+
 class SchoolRegistry:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._known: dict[str, tuple[float, School]] = {}
 
     def get(self, school_id: str) -> School | None:
+        known = self._known.get(school_id)
+        now = time.monotonic()
+        if known is not None and now - known[0] < SCHOOL_RECHECK_SECONDS:
+            return known[1]
         with self._engine.connect() as conn:
             row = conn.execute(select(schools_table).where(schools_table.c.school_id == school_id)).first()
         if row is None:
+            self._known.pop(school_id, None)
             return None
-        return School(row.school_id, row.name, row.region_code, row.stage)
+        school = School(row.school_id, row.name, row.region_code, row.stage)
+        self._known[school_id] = (now, school)
+        return school
 
     def count(self) -> int:
         with self._engine.connect() as conn:
@@ -99,6 +114,7 @@ class SchoolRegistry:
                 else:
                     conn.execute(insert(schools_table).values(**row))
                     inserted += 1
+        self._known.clear()
         return ImportResult(inserted, updated, rejected)
 
     @staticmethod
