@@ -43,6 +43,9 @@ class Outcome:
     position: int | None
 
 
+SECRET_FROM_APPLICANT = frozenset({"EvaluationVoteCast"})
+
+
 @dataclass(frozen=True)
 class EventView:
     version: int
@@ -197,12 +200,15 @@ class CaseService:
         views = []
         for domain_event in self.store.events.get(case_id):
             state = dict(vars(domain_event))
+            # Class evaluation ballots are secret from the family (民主评议): the applicant sees that a ballot was
+            # cast, not by whom nor how (the case state never shows ballots to anyone).
+            secret = principal.role is Role.APPLICANT and type(domain_event).__name__ in SECRET_FROM_APPLICANT
             views.append(EventView(
                 version=state["originator_version"],
                 type=type(domain_event).__name__,
                 occurred_at=state["timestamp"],
-                actor=state.get("actor", {}),
-                data={k: v for k, v in state.items() if k not in INTERNAL_FIELDS},
+                actor={} if secret else state.get("actor", {}),
+                data={} if secret else {k: v for k, v in state.items() if k not in INTERNAL_FIELDS},
             ))
         return views
 

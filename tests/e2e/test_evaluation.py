@@ -120,6 +120,11 @@ def test_members_vote_once_never_on_their_own_case_and_the_head_teacher_closes_w
     assert [e["type"] for e in history][3:] == ["EvaluationVoteCast"] * 4 + ["ClassEvaluated"]
     assert history[3]["actor"] == {"sub": "stu-1", "role": "evaluator"}
     assert history[3]["data"]["member"] == {"sub": "stu-1", "role": "student_representative"}
+    # The family sees that ballots were cast, not who cast them nor how (secret ballot).
+    family = client.get(f"/v1/cases/{other}/events", headers=auth("applicant", student=id_number(2))).json()
+    ballots = [e for e in family if e["type"] == "EvaluationVoteCast"]
+    assert len(ballots) == 4 and all(e["actor"] == {} and e["data"] == {} for e in ballots)
+    assert [e["type"] for e in family] == [e["type"] for e in history]
     problem(client.post(f"/v1/cases/{other}/votes", headers=member(auth, "stu-2"), json={"vote": "against"}), 409,
             "invalid_transition")
 
