@@ -227,6 +227,13 @@ class CaseCache:
     def put(self, case: StudentCase) -> None:
         if self.maxsize <= 0:
             return
+        if self._position is None:
+            # Nothing is known yet of where the log stands: learn it now (after the save, so this case's copy is
+            # current at that point), or cache nothing.
+            try:
+                self.refresh()
+            except Exception:
+                return
         data = pickle.dumps(case, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
             entry = self._items.get(case.id)
@@ -265,7 +272,7 @@ class CaseStore(Application[UUID]):
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """The library's `save`, without its two runtime Protocol checks per aggregate (slower on Python 3.11 than
-        the rest of collecting the events); saved cases are kept in the case cache."""
+        the rest of collecting the events); a case saved on its own is kept in the case cache."""
         processing_event: ProcessingEvent[UUID] = ProcessingEvent()
         for obj in objs:
             if isinstance(obj, BaseAggregate):
@@ -275,9 +282,16 @@ class CaseStore(Application[UUID]):
                 processing_event.collect_events(obj)
         processing_event.saved_kwargs.update(kwargs)
         recordings = self._record(processing_event)
+        # One case saved: a command, whose case is likely to get the next command too; it is cached. Many saved
+        # at once: a batch step, whose cases' next step is another batch (which reads them in bulk); pickling each
+        # would cost more than it saves, so any older copies of them are only forgotten.
+        single = len(processing_event.aggregates) == 1
         for aggregate in processing_event.aggregates.values():
             if isinstance(aggregate, StudentCase):
-                self.case_cache.put(aggregate)
+                if single:
+                    self.case_cache.put(aggregate)
+                else:
+                    self.case_cache.forget(aggregate.id)
         self._take_snapshots(processing_event)
         self._notify(recordings)
         return recordings

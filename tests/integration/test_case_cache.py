@@ -174,3 +174,14 @@ def test_the_cache_is_bounded_and_off_when_its_size_is_zero() -> None:
     off = CaseCache(0)
     off.put(cases[0])
     assert off.get(cases[0].id) is None
+
+
+def test_cases_saved_together_by_a_batch_step_are_forgotten_not_cached(services: Services) -> None:
+    ids = [services.cases.apply(guardian(40 + i), form(40 + i)).case.id for i in range(3)]
+    assert all(services.store.case_cache.get(i) is not None for i in ids)
+    cases = services.store.get_many(ids)
+    for case in cases.values():
+        case.withdraw(reason="batch", actor=SCHOOL.actor, now=services.clock.now())
+    services.store.save(*cases.values())
+    assert all(services.store.case_cache.get(i) is None for i in ids)
+    assert all(services.store.repository.get(i).status is Status.WITHDRAWN for i in ids)
