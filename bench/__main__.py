@@ -43,6 +43,8 @@ def main() -> None:
                         help=f"events per rebuild transaction (default {REBUILD_BATCH:,}, as zizhu rebuild)")
     parser.add_argument("--commands-students", type=int, help="students for (d) (default 2,000; quick 30)")
     parser.add_argument("--annual-students", type=int, help="students for (f) (default 10,000; quick 100)")
+    parser.add_argument("--annual-workers", type=int,
+                        help="processes working on (f)'s schools at once (default: one per core)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark databases afterwards")
     args = parser.parse_args()
     configure_logging("WARNING")
@@ -69,7 +71,7 @@ def main() -> None:
     if args.only in (None, "http"):
         http_load.run(quick, backends=backends)
     if args.only in (None, "annual"):
-        annual_cycle.run(quick, students=args.annual_students)
+        annual_cycle.run(quick, students=args.annual_students, workers=args.annual_workers)
     if args.only in (None, "memory"):
         memory.run(quick)
     say(f"\nall scenarios took {time.perf_counter() - began:.0f} s; load average now {os.getloadavg()[0]:.1f}")

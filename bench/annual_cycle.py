@@ -28,6 +28,7 @@ evaluation; the cost of matching itself is in bench/matching.py.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +42,8 @@ from sqlalchemy import select
 
 from adapters.aftercare import Aftercare
 from adapters.auth import Principal
+from adapters.batches import BatchCommands
+from adapters.logs import configure_logging
 from adapters.person_keys import PersonKeys
 from adapters.settings import Settings
 from api.app import build_services
@@ -127,71 +130,165 @@ def timed(cycle: Cycle, services: Services, name: str, how: str, work: Callable[
     say(f"    {name:10} {step.events:9,} events {step.seconds:8.1f} s {step.rate:8,.0f} events/s   ({how})")
 
 
-def first_half(services: Services, cycle: Cycle, students: int) -> dict[str, list[str]]:
+# ------------------------------------------------------------------------------------------ one school's steps
+# Module-level, so that worker processes can run them: a province's schools work at the same time, each on its
+# own cases, so the cycle runs its schools in `workers` processes (one per core), each with its own services.
+
+_services: Services | None = None
+
+
+def _open_worker(url: str, now: str, one_at_a_time: Any) -> None:
+    global _services
+    configure_logging("WARNING")
+    # One at a time: opening runs CREATE TABLE IF NOT EXISTS, which PostgreSQL refuses to run twice at once
+    # ("tuple concurrently updated").
+    with one_at_a_time:
+        _services = build_services(Settings(database_url=url, secret=SECRET, now=now, log_level="WARNING",
+                                            demo_schools=None))
+
+
+def _ready(_: int) -> int:
+    time.sleep(0.05)
+    return os.getpid()
+
+
+def _here() -> Services:
+    assert _services is not None, "the worker's services are opened first"
+    return _services
+
+
+def _batches(services: Services) -> BatchCommands:
+    assert services.batches is not None
+    return services.batches
+
+
+def school_apply(job: tuple[str, int, int]) -> list[str]:
+    school_id, first, last = job
+    forms = [command_path.application(i, school_id, class_of(i), REGION) for i in range(first, last)]
+    answer = _batches(_here()).apply_many(staff(school_id), school_id, forms)
+    assert answer["skipped"] == 0, answer["applications"][:3]
+    return []
+
+
+def school_verify(school_id: str) -> list[str]:
+    identification = _here().identification
+    assert identification is not None
+    identification.matching.verify_school(staff(school_id), school_id, academic_year=YEAR)
+    return []
+
+
+def school_assess(school_id: str) -> list[str]:
+    _batches(_here()).assess_school(staff(school_id), school_id, academic_year=YEAR)
+    return []
+
+
+def school_evaluate(school_id: str) -> list[str]:
+    """Each class group enters its results for its class (agreeing with the scoring model's suggestion), from the
+    class's list of assessed cases (the school queue's view)."""
+    services = _here()
+    index = services.projections.active_tables("case_index")["cases"]
+    with services.projections.engine.connect() as conn:
+        rows = conn.execute(select(index.c.case_id, index.c.class_id, index.c.suggested_level).where(
+            index.c.school_id == school_id, index.c.status == "assessed")).all()
+    by_class: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_class.setdefault(row.class_id, []).append(
+            {"case_id": row.case_id, "votes_for": 5, "votes_against": 1, "recommended_level": row.suggested_level,
+             "panel": [{"sub": f"bench-teacher-{school_id}-{row.class_id}", "role": "head_teacher"}]})
+    for class_id, results in sorted(by_class.items()):
+        panel = Principal(sub=f"bench-teacher-{school_id}-{class_id}", role=Role.EVALUATOR, school=school_id,
+                          class_id=class_id)
+        _batches(services).evaluate_class(panel, school_id, class_id, results)
+    return []
+
+
+def school_rate(school_id: str) -> list[str]:
+    answer = _batches(_here()).rate_school(staff(school_id), school_id, academic_year=YEAR)
+    return [c["case_id"] for c in answer["cases"] if c.get("status") == "rated"]
+
+
+def school_notice(job: tuple[str, list[str]]) -> list[str]:
+    school_id, case_ids = job
+    publicity = _here().publicity
+    assert publicity is not None
+    if case_ids:
+        publicity.open_window(staff(school_id), school_id, case_ids)
+    return []
+
+
+def school_archive(school_id: str) -> list[str]:
+    exports = _here().exports
+    assert exports is not None
+    exports.national(staff(school_id), school_id, YEAR)
+    return []
+
+
+def school_follow_up(school_id: str) -> list[str]:
+    services = _here()
+    Aftercare(services.cases, services.projections, PersonKeys(services.settings.secret)).draw_follow_up_sample(
+        staff(school_id), school_id, seed="0123456789abcdef")
+    return []
+
+
+class Schools:
+    """Runs one school's step for every school: in this process (one worker), or spread over worker processes."""
+
+    def __init__(self, services: Services, url: str, now: str, workers: int) -> None:
+        self.services = services
+        self.workers = workers
+        self.pool: Any = None
+        if workers > 1:
+            context = multiprocessing.get_context("spawn")
+            self.pool = context.Pool(workers, initializer=_open_worker, initargs=(url, now, context.Lock()))
+            seen: set[int] = set()
+            while len(seen) < workers:  # every worker started and opened (not timed as part of a step)
+                seen.update(self.pool.map(_ready, range(workers), chunksize=1))
+
+    def each(self, step: Callable[[Any], list[str]], jobs: list[Any]) -> list[list[str]]:
+        if self.pool is None:
+            global _services
+            _services = self.services
+            return [step(job) for job in jobs]
+        return list(self.pool.map(step, jobs, chunksize=1))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+
+
+def first_half(services: Services, cycle: Cycle, students: int, schools_run: Schools) -> dict[str, list[str]]:
     """apply → verify → assess → evaluate → rate → notice, on the first day."""
-    batches = services.batches
-    identification = services.identification
-    publicity = services.publicity
-    assert batches is not None and identification is not None and publicity is not None
     schools = sorted({school_of(i) for i in range(students)})
-
-    def forms_of(school_id: str) -> list[dict[str, Any]]:
-        first = schools.index(school_id) * STUDENTS_PER_SCHOOL
-        return [command_path.application(i, school_id, class_of(i), REGION)
-                for i in range(first, min(first + STUDENTS_PER_SCHOOL, students))]
-
-    def apply() -> None:
-        for school_id in schools:
-            answer = batches.apply_many(staff(school_id), school_id, forms_of(school_id))
-            assert answer["skipped"] == 0, answer["applications"][:3]
+    rated: dict[str, list[str]] = {}
 
     def views(*names: str) -> None:
         # What the service's projection runner does beside the requests, here inside the step that reads them.
         for name in names:
             services.projections.catch_up(name)
 
+    def apply() -> None:
+        schools_run.each(school_apply, [(s, k * STUDENTS_PER_SCHOOL, min((k + 1) * STUDENTS_PER_SCHOOL, students))
+                                        for k, s in enumerate(schools)])
+
     def verify() -> None:
         views("case_index", "case_keys")
-        for school_id in schools:
-            identification.matching.verify_school(staff(school_id), school_id, academic_year=YEAR)
+        schools_run.each(school_verify, schools)
 
     def assess() -> None:
         views("case_index")
-        for school_id in schools:
-            batches.assess_school(staff(school_id), school_id, academic_year=YEAR)
+        schools_run.each(school_assess, schools)
 
     def evaluate() -> None:
-        # Each class group enters its results for its class (the panel agrees with the scoring model's suggestion),
-        # from the class's list of assessed cases (the school queue's view).
         views("case_index")
-        index = services.projections.active_tables("case_index")["cases"]
-        for school_id in schools:
-            with services.projections.engine.connect() as conn:
-                rows = conn.execute(select(index.c.case_id, index.c.class_id, index.c.suggested_level).where(
-                    index.c.school_id == school_id, index.c.status == "assessed")).all()
-            by_class: dict[str, list[dict[str, Any]]] = {}
-            for row in rows:
-                by_class.setdefault(row.class_id, []).append(
-                    {"case_id": row.case_id, "votes_for": 5, "votes_against": 1,
-                     "recommended_level": row.suggested_level,
-                     "panel": [{"sub": f"bench-teacher-{school_id}-{row.class_id}", "role": "head_teacher"}]})
-            for class_id, results in sorted(by_class.items()):
-                panel = Principal(sub=f"bench-teacher-{school_id}-{class_id}", role=Role.EVALUATOR,
-                                  school=school_id, class_id=class_id)
-                batches.evaluate_class(panel, school_id, class_id, results)
-
-    rated: dict[str, list[str]] = {}
+        schools_run.each(school_evaluate, schools)
 
     def rate() -> None:
         views("case_index")
-        for school_id in schools:
-            answer = batches.rate_school(staff(school_id), school_id, academic_year=YEAR)
-            rated[school_id] = [c["case_id"] for c in answer["cases"] if c.get("status") == "rated"]
+        rated.update(zip(schools, schools_run.each(school_rate, schools), strict=True))
 
     def notice() -> None:
-        for school_id, school_cases in rated.items():
-            if school_cases:
-                publicity.open_window(staff(school_id), school_id, school_cases)
+        schools_run.each(school_notice, sorted(rated.items()))
 
     for name, how, work in (("apply", "bulk entry per school", apply), ("verify", "verify_school per school", verify),
                             ("assess", "assess-verified per school", assess),
@@ -201,7 +298,7 @@ def first_half(services: Services, cycle: Cycle, students: int) -> dict[str, lis
     return rated
 
 
-def second_half(services: Services, cycle: Cycle, schools: list[str]) -> None:
+def second_half(services: Services, cycle: Cycle, schools: list[str], schools_run: Schools) -> None:
     """confirm → archive → follow-up sampling, after the notice window."""
 
     def confirm() -> None:
@@ -209,16 +306,12 @@ def second_half(services: Services, cycle: Cycle, schools: list[str]) -> None:
         services.deadlines.run_once()
 
     def archive() -> None:
-        assert services.exports is not None
         services.projections.catch_up("notices")
-        for school_id in schools:
-            services.exports.national(staff(school_id), school_id, YEAR)
+        schools_run.each(school_archive, schools)
 
     def follow_up() -> None:
-        aftercare = Aftercare(services.cases, services.projections, PersonKeys(services.settings.secret))
         services.projections.catch_up("case_index")
-        for school_id in schools:
-            aftercare.draw_follow_up_sample(staff(school_id), school_id, seed="0123456789abcdef")
+        schools_run.each(school_follow_up, schools)
 
     for name, how, work in (("confirm", "deadline job run_once", confirm),
                             ("archive", "national export per school", archive),
@@ -247,20 +340,30 @@ def batched_append_rate(url: str, events: list[StoredEvent]) -> float:
         return len(events) / (time.perf_counter() - started)
 
 
-def run(quick: bool, students: int | None = None) -> dict[str, Any]:
+def run(quick: bool, students: int | None = None, workers: int | None = None) -> dict[str, Any]:
     size = students or (100 if quick else 10_000)
+    workers = workers or os.cpu_count() or 1
     say(f"\n(f) annual cycle on PostgreSQL: {size:,} students in {len(schools_csv(size).splitlines()) - 1} schools "
-        f"of region {REGION}, single process, one thread")
+        f"of region {REGION}; schools worked on by {workers} process{'es' if workers > 1 else ''} at once "
+        "(one thread each)")
     cycle = Cycle(size)
     with database("postgres") as url:
         dbname = url.rsplit("/", 1)[-1]
         with opened(url, START) as services, sampled(os.getpid(), dbname) as first_usage:
             services.schools.import_csv(schools_csv(size), known_provinces={"45"})
-            rated = first_half(services, cycle, size)
+            schools_run = Schools(services, url, START, workers)
+            try:
+                rated = first_half(services, cycle, size, schools_run)
+            finally:
+                schools_run.close()
         later = (datetime.fromisoformat(START) + AFTER_NOTICE).isoformat()
         with opened(url, later) as services:
             with sampled(os.getpid(), dbname) as second_usage:
-                second_half(services, cycle, sorted(rated))
+                schools_run = Schools(services, url, later, workers)
+                try:
+                    second_half(services, cycle, sorted(rated), schools_run)
+                finally:
+                    schools_run.close()
             views: float | None = None
             if size <= VIEWS_UP_TO:
                 started = time.perf_counter()
@@ -275,8 +378,9 @@ def run(quick: bool, students: int | None = None) -> dict[str, Any]:
     say(f"    {'cycle':10} {cycle.events:9,} events {cycle.seconds:8.1f} s {rate:8,.0f} events/s   "
         f"cycle/bare batched append {ratio(rate, bare)} (bare: {bare:,.0f} events/s, {BATCH} per insert, "
         f"measured on {sample})")
+    who = "this process" if workers == 1 else "main process (workers not counted: see machine)"
     for usage in first_usage + second_usage:
-        say(f"    {usage.line().replace('server process', 'this process')}")
+        say(f"    {usage.line().replace('server process', who)}")
     caught = (f"remaining views caught up afterwards in {views:.1f} s" if views is not None else
               f"remaining views not caught up (over {VIEWS_UP_TO:,} students: see the rebuild benchmark)")
     say(f"    {caught}; {logged:,} events in the log ({logged / size:.1f} per student); at this rate "
