@@ -44,6 +44,7 @@ from adapters.db import metadata
 from adapters.logs import get_logger
 from domain.errors import ValidationFailed
 from domain.values import Role, case_id_for
+from projections.notifications import message_data
 from projections.queries import FIRST_YEAR, region_range
 from projections.runner import Projections, as_utc
 
@@ -116,7 +117,7 @@ class Dispatcher:
                 self.notifier.send(OutboundMessage(message_id=f"{row.position}.{row.seq}",
                                                    recipient_kind=row.recipient_kind,
                                                    recipient_key=row.recipient_key, kind=row.kind,
-                                                   title=row.title, data=dict(row.data)))
+                                                   title=row.title, data=message_data(row.data)))
             if rows:
                 conn.execute(update(dispatch_state).where(dispatch_state.c.name == self.name)
                              .values(position=rows[-1].position, seq=rows[-1].seq))
@@ -204,6 +205,6 @@ class Inbox:
             rows = conn.execute(query.order_by(table.c.position.desc(), table.c.seq).limit(limit + 1)).all()
         more = len(rows) > limit
         rows = rows[:limit]
-        items = [{"id": f"{r.position}.{r.seq}", "kind": r.kind, "title": r.title, "data": r.data,
+        items = [{"id": f"{r.position}.{r.seq}", "kind": r.kind, "title": r.title, "data": message_data(r.data),
                   "occurred_at": as_utc(r.occurred_at), "position": r.position} for r in rows]
         return InboxPage(items, str(rows[-1].position) if more and rows else None)

@@ -15,12 +15,12 @@ its ID and class. Message texts are short Chinese sentences, their `data` the fa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -30,11 +30,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    bindparam,
-    select,
+    Text,
 )
 from sqlalchemy.engine import Connection
 
+from projections.bulk import insert_rows, select_rows, upsert_rows
 from projections.runner import Envelope, View
 
 CASE_TOPICS = tuple(f"case.{name}" for name in (
@@ -163,7 +163,8 @@ def fan_out(kind: str, event: Any, ctx: CaseContext | None) -> list[Message]:
 
 class Notifications(View):
     name: ClassVar[str] = "notifications"
-    schema_version: ClassVar[int] = 1
+    # 2: `data` is JSON text written by the view (so rows go in by COPY / C executemany; read with message_data).
+    schema_version: ClassVar[int] = 2
     topics: ClassVar[tuple[str, ...]] = CASE_TOPICS + OTHER_TOPICS
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
@@ -183,7 +184,7 @@ class Notifications(View):
             Column("recipient_key", String(100), nullable=False),
             Column("kind", String(48), nullable=False),
             Column("title", String(200), nullable=False),
-            Column("data", JSON, nullable=False),
+            Column("data", Text, nullable=False),
             Column("occurred_at", DateTime(timezone=True), nullable=False),
         )
         Index(f"ix_notifications{suffix}_inbox", messages.c.recipient_kind, messages.c.recipient_key,
@@ -194,9 +195,9 @@ class Notifications(View):
         cases = tables["cases"]
         ids = {str(e.case_id) for e in batch if e.topic.startswith("case.")}
         known: dict[str, CaseContext] = {
-            r.case_id: CaseContext(r.case_id, r.school_id, r.class_id, r.school_region, r.data_matched)
-            for r in conn.execute(select(cases).where(cases.c.case_id.in_(ids)))
-        } if ids else {}
+            key: CaseContext(r["case_id"], r["school_id"], r["class_id"], r["school_region"], bool(r["data_matched"]))
+            for key, r in select_rows(conn, cases, "case_id", ids).items()
+        }
         existing = set(known)
         touched: set[str] = set()
         rows: list[dict[str, Any]] = []
@@ -221,13 +222,14 @@ class Notifications(View):
             for seq, message in enumerate(fan_out(kind, event, ctx)):
                 rows.append({"position": envelope.position, "seq": seq, "recipient_kind": message.recipient_kind,
                              "recipient_key": message.recipient_key, "kind": message.kind, "title": message.title,
-                             "data": message.data, "occurred_at": envelope.occurred_at})
-        new = [vars(known[k]) for k in touched if k not in existing]
-        changed = [{**vars(known[k]), "b_case_id": k} for k in touched if k in existing]
-        if new:
-            conn.execute(cases.insert(), new)
-        if changed:
-            columns: dict[str, Any] = {c.name: bindparam(c.name) for c in cases.columns if c.name != "case_id"}
-            conn.execute(cases.update().where(cases.c.case_id == bindparam("b_case_id")).values(columns), changed)
-        if rows:
-            conn.execute(tables["messages"].insert(), rows)
+                             "data": json.dumps(message.data, ensure_ascii=False, separators=(",", ":")),
+                             "occurred_at": envelope.occurred_at})
+        upsert_rows(conn, cases, "case_id", [vars(known[k]) for k in touched if k not in existing],
+                    [vars(known[k]) for k in touched if k in existing])
+        insert_rows(conn, tables["messages"], rows)
+
+
+def message_data(stored: Any) -> dict[str, Any]:
+    """A message's data as stored by the view (JSON text)."""
+    data: dict[str, Any] = json.loads(stored) if isinstance(stored, str | bytes) else dict(stored)
+    return data

@@ -9,7 +9,7 @@ from typing import Any
 
 from domain.round import IDENTIFICATION, IdentificationRound, Window
 from domain.values import VerificationMethod
-from projections.notifications import Notifications
+from projections.notifications import Notifications, message_data
 from tests.support import EVALUATOR, GUARDIAN, STAFF, T0
 from tests.unit.case_steps import Steps
 from tests.unit.projection_harness import harness
@@ -26,7 +26,7 @@ def inbox(events: list[Any]) -> list[tuple[str, str, str]]:
 def messages(events: list[Any]) -> list[dict[str, Any]]:
     with harness(Notifications()) as h:
         h.feed(events, batch_size=3)  # batches cut between an event and the ones that need its context
-        return h.rows("messages")
+        return [{**r, "data": message_data(r["data"])} for r in h.rows("messages")]
 
 
 def test_the_identification_path_tells_the_applicant_the_school_and_the_class_their_part() -> None:
