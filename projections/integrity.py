@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from adapters.person_keys import PersonKeys
 from domain.case import local_date
+from projections.bulk import insert_rows, key_in, select_rows
 from projections.ledger import write
 from projections.runner import Envelope, View
 
@@ -79,10 +80,7 @@ class IntegrityRegister(View):
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
         records, links, cases_table = tables["records"], tables["links"], tables["cases"]
         ids = {str(e.case_id) for e in batch}
-        cases: dict[str, dict[str, Any]] = {
-            r.case_id: dict(r._mapping)
-            for r in conn.execute(select(cases_table).where(cases_table.c.case_id.in_(ids)))
-        }
+        cases: dict[str, dict[str, Any]] = select_rows(conn, cases_table, "case_id", ids)
         existing = set(cases)
         new_records: list[dict[str, Any]] = []
         new_links: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -130,13 +128,11 @@ class IntegrityRegister(View):
             present = {
                 (r.person_key, r.case_id, r.role)
                 for r in conn.execute(select(links.c.person_key, links.c.case_id, links.c.role)
-                                      .where(links.c.case_id.in_({k[1] for k in new_links})))
+                                      .where(key_in(conn, links.c.case_id, {k[1] for k in new_links})))
             }
             fresh = [v for k, v in new_links.items() if k not in present]
-            if fresh:
-                conn.execute(links.insert(), fresh)
-        if new_records:
-            conn.execute(records.insert(), new_records)
+            insert_rows(conn, links, fresh)
+        insert_rows(conn, records, new_records)
 
     @staticmethod
     def _link(person_key: str, case_id: str, role: str, case: Mapping[str, Any]) -> dict[str, Any]:
