@@ -5,39 +5,19 @@ trusted, a write racing another process's change still gets 409, and many aggreg
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
 import pytest
 
-from adapters.settings import Settings
 from adapters.store import CaseCache, CaseStore
-from api.app import build_services
 from api.deps import Services
 from domain.case import StudentCase
 from domain.errors import Conflict, InvalidTransition
 from domain.values import Status
-from tests.conftest import SECRET
 from tests.integration.test_store import SCHOOL, evaluated_case, guardian
 from tests.support import form
-
-
-@pytest.fixture
-def second(settings: Settings) -> Iterator[Callable[[], Services]]:
-    """Another process on the same database: services with a store (and cache) of their own."""
-    opened: list[Services] = []
-
-    def build() -> Services:
-        built = build_services(Settings(database_url=settings.database_url, secret=SECRET,
-                                        now="2025-09-15T09:00:00+08:00", log_level="WARNING"))
-        opened.append(built)
-        return built
-
-    yield build
-    for built in opened:
-        built.store.close()
-        built.engine.dispose()
 
 
 def counting_reads(store: CaseStore) -> list[str]:
@@ -69,9 +49,9 @@ def test_a_command_on_a_case_this_process_saved_reads_nothing_and_gets_a_copy_of
 
 
 def test_a_case_changed_by_another_process_is_forgotten_and_read_from_the_store(
-        services: Services, second: Callable[[], Services]) -> None:
+        services: Services, reopen: Callable[..., Services]) -> None:
     case_id = evaluated_case(services.cases)
-    other = second()
+    other = reopen()
     other.cases.rate(SCHOOL, case_id, level="difficult", reason="decided elsewhere")
     # Within the refresh interval the copy may still be handed out; after it, the cache has caught up.
     time.sleep(CaseCache.REFRESH_SECONDS + 0.05)
@@ -83,11 +63,11 @@ def test_a_case_changed_by_another_process_is_forgotten_and_read_from_the_store(
 
 
 def test_a_stale_copy_refused_by_the_domain_is_decided_again_on_the_stored_case(
-        services: Services, second: Callable[[], Services]) -> None:
+        services: Services, reopen: Callable[..., Services]) -> None:
     case_id = evaluated_case(services.cases)
     stale = services.store.case_cache.get(case_id)
     assert stale is not None
-    other = second()
+    other = reopen()
     other.cases.withdraw(guardian(1), case_id, reason="moved away")
     services.store.case_cache.put(stale)
     services.store.case_cache._refreshed = time.monotonic() + 60  # the refresh has not seen it yet
@@ -108,9 +88,9 @@ def test_a_stale_copy_refused_by_the_domain_is_decided_again_on_the_stored_case(
 
 
 def test_a_write_racing_another_process_gets_409_and_changes_nothing(
-        services: Services, second: Callable[[], Services]) -> None:
+        services: Services, reopen: Callable[..., Services]) -> None:
     case_id = evaluated_case(services.cases)
-    other = second()
+    other = reopen()
     cached = services.store.case_cache.get(case_id)
     assert cached is not None and cached.version == 4
     original = services.cases._save

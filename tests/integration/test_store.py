@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -52,24 +52,6 @@ def evaluated_case(cases: CaseService, seq: int = 1) -> UUID:
     return case_id
 
 
-def with_now(settings: Settings, now: str | None) -> Settings:
-    return Settings(database_url=settings.database_url, secret=SECRET, now=now, log_level="WARNING")
-
-
-@pytest.fixture
-def reopen(settings: Settings) -> Iterator[Callable[..., Services]]:
-    """Builds further services on the same database (a restart, or a second process); closes them all after."""
-    opened: list[Services] = []
-
-    def build(now: str | None = "2025-09-15T09:00:00+08:00") -> Services:
-        built = build_services(with_now(settings, now))
-        opened.append(built)
-        return built
-
-    yield build
-    for built in opened:
-        built.store.close()
-        built.engine.dispose()
 
 
 def close(services: Services) -> None:
