@@ -167,8 +167,6 @@ class CaseCache:
         self._refreshing = threading.Lock()
         self._position: int | None = None
         self._refreshed = float("-inf")
-        self.hits = 0
-        self.misses = 0
 
     def get(self, case_id: UUID) -> StudentCase | None:
         if self.maxsize <= 0:
@@ -178,10 +176,8 @@ class CaseCache:
         with self._lock:
             entry = self._items.get(case_id)
             if entry is None:
-                self.misses += 1
                 return None
             self._items.move_to_end(case_id)
-            self.hits += 1
         case: StudentCase = pickle.loads(entry[1])  # bytes this process pickled itself
         return case
 
