@@ -184,6 +184,7 @@ class BatchCommands:
         results: list[dict[str, Any]] = []
         pending: list[tuple[int, StudentCase, Callable[[], StudentCase]]] = []
         seen: set[UUID] = set()
+        memo: dict[Any, Any] = {}  # what the admission checks read once for the whole request (the rounds)
         for row, form in enumerate(applications):
             try:
                 normalised = normalise_form(shape(form) if shape else form, today=today)
@@ -195,7 +196,7 @@ class BatchCommands:
                     raise Conflict("this student appears twice in the request", case_id=str(case_id))
                 seen.add(case_id)
                 for check in self.cases.admission_checks:
-                    check(normalised, school, profile, today)
+                    check(normalised, school, profile, today, memo=memo)
 
                 # A failed save has taken the new case's event: a retry needs the case made again.
                 def make(normalised: Mapping[str, Any] = normalised) -> StudentCase:

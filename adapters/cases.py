@@ -55,6 +55,15 @@ class EventView:
     data: Mapping[str, Any]
 
 
+class AdmissionCheck(Protocol):
+    """A check an application must pass before it is recorded: given the normalised form, the school, its profile
+    and today, it raises a DomainError to refuse. `memo`: one dict per request in which a check may keep what it
+    read, under its own keys (bulk entry checks a school's forms in one request); None: nothing is kept."""
+
+    def __call__(self, form: Mapping[str, Any], school: School, profile: PolicyProfile, today: date,
+                 memo: dict[Any, Any] | None = None) -> None: ...
+
+
 class VersionIndex(Protocol):
     """A (case, version, time) index (projections.case_versions.AsOfIndex). Raises LookupError when it has not
     yet seen `current_version` of the case."""
@@ -74,9 +83,8 @@ class CaseService:
         self.schools = schools
         # Idempotency-Key support (adapters/idempotency.py); None: every command is executed as sent.
         self.requests = requests
-        # Checks an application must pass before it is recorded (e.g. adapters/rounds.py: inside an open round),
-        # each given the normalised form, the school, its profile and today; each raises a DomainError to refuse.
-        self.admission_checks: list[Callable[[Mapping[str, Any], School, PolicyProfile, date], None]] = []
+        # Checks an application must pass before it is recorded (e.g. adapters/rounds.py: inside an open round).
+        self.admission_checks: list[AdmissionCheck] = []
 
     # ------------------------------------------------------------------------------------------ plumbing
 

@@ -233,14 +233,21 @@ class RoundService:
 
     # ------------------------------------------------------------------------------------------ admission
 
-    def admit(self, form: Mapping[str, Any], school: School, profile: PolicyProfile, today: date) -> None:
-        """The CaseService's admission check: see domain/round.py for the rule."""
+    def admit(self, form: Mapping[str, Any], school: School, profile: PolicyProfile, today: date,
+              memo: dict[Any, Any] | None = None) -> None:
+        """The CaseService's admission check: see domain/round.py for the rule. With a request's `memo` (bulk
+        entry), the school's rounds of a year are read once per request, not once per form."""
         year = str(form["academic_year"])
-        first = int(year[:4])
-        # The school's rounds of this year and the year before, read in one query (four IDs, one round trip).
-        ids = [round_id_for(school.school_id, y, k) for y in (year, f"{first - 1}-{first}") for k in KINDS]
-        found = self.store.get_many(ids)
-        rounds = [r for i in ids if isinstance(r := found.get(i), IdentificationRound)]
+        key = ("rounds", school.school_id, year)
+        rounds = memo.get(key) if memo is not None else None
+        if rounds is None:
+            first = int(year[:4])
+            # The school's rounds of this year and the year before, read in one query (four IDs, one round trip).
+            ids = [round_id_for(school.school_id, y, k) for y in (year, f"{first - 1}-{first}") for k in KINDS]
+            found = self.store.get_many(ids)
+            rounds = [r for i in ids if isinstance(r := found.get(i), IdentificationRound)]
+            if memo is not None:
+                memo[key] = rounds
         emergency = profile.rounds is not None and is_emergency(form, today, profile.rounds.emergency_days)
         admit(rounds, uses_rounds=bool(rounds), academic_year=year, today=today, emergency=emergency)
 

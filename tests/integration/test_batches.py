@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 from uuid import UUID
 
@@ -14,11 +15,13 @@ import pytest
 
 from adapters.auth import Principal
 from adapters.batches import MAX_APPLICATIONS, BatchCommands, decide_in_chunks
+from adapters.rounds import RoundService
 from adapters.settings import Settings
 from api.app import build_services
 from api.deps import Services
 from domain.case import StudentCase
 from domain.errors import CaseNotFound, Forbidden, ValidationFailed
+from domain.round import NoOpenRound
 from domain.values import Role, Status, case_id_for
 from tests.conftest import SECRET
 from tests.support import GX_SCHOOL, form, id_number
@@ -159,6 +162,34 @@ def test_bulk_entry_meeting_a_concurrent_application_loses_only_that_student(
         ("ok", None), ("skipped", "conflict"), ("ok", None)]
     guardian = services.store.repository.get(case_id_for(id_number(2), "2025-2026"))
     assert guardian.version == 1 and guardian.applicant_sub == "guardian-2"  # the guardian's own application
+
+
+def test_bulk_entry_refuses_forms_outside_an_open_round_as_one_by_one_entry_does_reading_the_rounds_once(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    rounds = RoundService(services.store, services.clock, services.profiles, services.schools, services.projections)
+    rounds.open_for_school(STAFF, GX_SCHOOL, RoundService.request("2025-2026", "identification", date(2025, 9, 20),
+                                                                  date(2025, 11, 30)))
+    reads: list[list[UUID]] = []
+    original = services.store.get_many
+
+    def counted(ids: Any, chunk: int = 500) -> dict[UUID, Any]:
+        reads.append(list(ids))
+        return original(reads[-1], chunk)
+
+    monkeypatch.setattr(services.store, "get_many", counted)
+    emergency = form(2, sudden_events=[{"kind": "accident", "occurred_on": "2025-09-01", "loss": "20000.00"}])
+    answer = batches(services).apply_many(STAFF, GX_SCHOOL, [form(1), emergency, form(3)])
+    rows = answer["applications"]
+    assert [(r["outcome"], r.get("code")) for r in rows] == [
+        ("skipped", "no_open_round"), ("ok", None), ("skipped", "no_open_round")]
+    with pytest.raises(NoOpenRound) as alone:  # the same refusal as the form sent on its own
+        services.cases.apply(Principal("guardian-1", Role.APPLICANT, student=id_number(1)), form(1))
+    assert alone.value.code == "no_open_round"
+    # One read of the school's rounds for the request's three forms, one of the new cases; then the single form's.
+    assert len(reads) == 3 and len(reads[0]) == 4 and reads[1] == [case_id_for(id_number(2), "2025-2026")]
+    # Another school, which runs no rounds, takes its forms in the same way.
+    other = batches(services).apply_many(OTHER_STAFF, OTHER_SCHOOL, [form(5, school_id=OTHER_SCHOOL)])
+    assert other["ok"] == 1
 
 
 # ------------------------------------------------------------------------------------------------ assess, rate
