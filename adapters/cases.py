@@ -118,15 +118,14 @@ class CaseService:
         refuses the write, a change saved since the copy was current won: 409, as when two commands race on a
         case read from the store. Any other refusal of a cached copy is not trusted (the copy may be a moment
         old): the command runs again on the case as stored, whose answer stands."""
-        cached = self.store.case_cache.get(case_id)
+        cached = self.store.case_cache.take(case_id)  # the copy is ours; the cache has it again once saved
         if cached is not None:
             try:
                 return self._execute(principal, cached, command, expected_version, decide)
             except ConcurrentChange:
-                self.store.case_cache.forget(case_id)
                 raise  # the store refused the write: a change made since the copy was current won (409)
             except DomainError:
-                self.store.case_cache.forget(case_id)  # perhaps refused for being stale: decide on the stored case
+                pass  # perhaps refused for being stale: decide on the stored case
         return self._execute(principal, self._load(case_id), command, expected_version, decide)
 
     def _execute(self, principal: Principal, case: StudentCase, command: str, expected_version: int | None,

@@ -6,12 +6,13 @@ every key explicitly), with transcodings for every value type the events carry.
 
 from __future__ import annotations
 
-import pickle
+import copy
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
+from decimal import Decimal
 from enum import Enum
 from itertools import groupby
 from typing import Any, ClassVar
@@ -137,13 +138,43 @@ class ShortHistoryFirst(Repository[UUID]):
         return super()._reconstruct_aggregate(aggregate_id, version, projector_func)
 
 
+# Values a copy of a case may share with the original: nothing can change them in place.
+IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, Decimal, date, datetime, UUID, Status, Level})
+
+
+def copied(value: Any) -> Any:
+    """A copy of a case's state value that shares nothing mutable with it: dicts, lists and tuples are copied all
+    the way down, immutable values are shared (enum members keep their identity), anything else is deep-copied.
+    About three times faster than a pickle round trip of a case (measured on a rated case: 29 µs against 88 µs)."""
+    kind = type(value)
+    if kind in IMMUTABLE:
+        return value
+    if kind is dict:
+        return {key: copied(item) for key, item in value.items()}
+    if kind is list:
+        return [copied(item) for item in value]
+    if kind is tuple:
+        return tuple(copied(item) for item in value)
+    if isinstance(value, Enum):
+        return value
+    return copy.deepcopy(value)
+
+
+def copy_case(case: StudentCase) -> StudentCase:
+    """A copy of the case (its whole state, the library's own attributes too) sharing nothing mutable with it."""
+    clone: StudentCase = object.__new__(type(case))
+    clone.__dict__.update({name: copied(value) for name, value in vars(case).items()})
+    return clone
+
+
 class CaseCache:
     """The state of recently saved cases in this process, so that a command need not read its case back from the
     database before deciding.
 
-    Entries are pickled: each `get` hands out a copy of its own, which the command may change freely (nothing it
-    does reaches the cache unless it is saved), and a response being written from one copy is never changed by
-    another request. Bounded: least recently used entries go first.
+    Entries are copies (`copy_case`): `put` keeps a copy of its own of the saved case, so the caller's object (a
+    response being written from it) and the cache share nothing. `take` hands the entry itself to a command and
+    forgets it: the command may change it freely, and only its save puts the new state back; `get` hands out a
+    copy and keeps the entry. Bounded: least recently used entries go first.
 
     Other processes write too (several servers, `zizhu deadlines run`, imports). Before handing out a copy the cache
     catches up with the log when it last did so more than `REFRESH_SECONDS` ago: one query for the (position, case,
@@ -162,13 +193,14 @@ class CaseCache:
         # The recorder's changes_after(position, limit) and max_notification_id(); None: no other writers.
         self._changes = changes
         self._head = head
-        self._items: OrderedDict[UUID, tuple[int, bytes]] = OrderedDict()
+        self._items: OrderedDict[UUID, tuple[int, StudentCase]] = OrderedDict()
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()
         self._position: int | None = None
         self._refreshed = float("-inf")
 
     def get(self, case_id: UUID) -> StudentCase | None:
+        """A copy of the cached case, which stays cached."""
         if self.maxsize <= 0:
             return None
         if time.monotonic() - self._refreshed > self.REFRESH_SECONDS:
@@ -178,8 +210,20 @@ class CaseCache:
             if entry is None:
                 return None
             self._items.move_to_end(case_id)
-        case: StudentCase = pickle.loads(entry[1])  # bytes this process pickled itself
-        return case
+        return copy_case(entry[1])
+
+    def take(self, case_id: UUID) -> StudentCase | None:
+        """The cached case itself, forgotten by the cache: a command decides on it, and its save puts the new state
+        back (a command that saves nothing leaves the case to be read from the store next time). A command on the
+        same case in another thread meanwhile reads it from the store; the store's unique (case, version) key
+        decides which of the two writes wins, as without a cache."""
+        if self.maxsize <= 0:
+            return None
+        if time.monotonic() - self._refreshed > self.REFRESH_SECONDS:
+            self.refresh()
+        with self._lock:
+            entry = self._items.pop(case_id, None)
+        return None if entry is None else entry[1]
 
     def refresh(self) -> None:
         """Forgets the entries that events written since the last refresh moved past."""
@@ -230,12 +274,12 @@ class CaseCache:
                 self.refresh()
             except Exception:
                 return
-        data = pickle.dumps(case, protocol=pickle.HIGHEST_PROTOCOL)
+        kept = copy_case(case)
         with self._lock:
             entry = self._items.get(case.id)
             if entry is not None and entry[0] > case.version:
                 return  # a later save of this case won the race to the cache
-            self._items[case.id] = (case.version, data)
+            self._items[case.id] = (case.version, kept)
             self._items.move_to_end(case.id)
             while len(self._items) > self.maxsize:
                 self._items.popitem(last=False)

@@ -48,6 +48,30 @@ def test_a_command_on_a_case_this_process_saved_reads_nothing_and_gets_a_copy_of
     assert first.version == outcome.case.version == services.store.repository.get(case_id).version
 
 
+def test_the_cached_copy_shares_no_mutable_state_with_the_saved_case_or_a_response(services: Services) -> None:
+    case_id = evaluated_case(services.cases)
+    outcome = services.cases.rate(SCHOOL, case_id, level="especially_difficult", reason=None)
+    expected = services.store.repository.get(case_id)
+    # A response (or anything else holding the saved case) changing it, down to nested values, reaches no copy.
+    outcome.case.form["student"]["name"] = "changed"
+    outcome.case.form["household"]["members"].append({"relation": "uncle"})
+    outcome.case.verification["confirmed"][0]["source"] = "changed"  # type: ignore[index]
+    outcome.case.home_visits.append({"on": "changed"})
+    taken = services.store.case_cache.take(case_id)
+    assert taken is not None and taken is not outcome.case
+    assert vars(taken) == vars(expected)
+    assert taken.status is Status.RATED and taken.level is expected.level  # enum members keep their identity
+    # Taken means forgotten: the command that took it owns it until its save puts the new state back.
+    assert services.store.case_cache.get(case_id) is None
+    reads = counting_reads(services.store)
+    rerated = services.cases.execute(SCHOOL, case_id, "rate", None, lambda case, now: case.rate(
+        level=None, reason="re-rated", levels=(), skip_class_evaluation_for_data_matched=True,
+        profile_version="x", actor=SCHOOL.actor, now=now))
+    assert reads == ["select_events"] and rerated.case.version == 6
+    cached = services.store.case_cache.get(case_id)
+    assert cached is not None and vars(cached) == vars(services.store.repository.get(case_id))
+
+
 def test_a_case_changed_by_another_process_is_forgotten_and_read_from_the_store(
         services: Services, reopen: Callable[..., Services]) -> None:
     case_id = evaluated_case(services.cases)
