@@ -18,7 +18,7 @@ class PersonKeys:
         self._key = hmac.new(secret.encode(), b"zizhu/person-key/v1", hashlib.sha256).digest()
 
     def _mac(self, purpose: bytes, value: str) -> str:
-        return hmac.new(self._key, purpose + b"|" + value.strip().upper().encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, purpose + b"|" + value.strip().upper().encode(), "sha256").hex()
 
     def person(self, id_number: str) -> str:
         """The integrity register's key of a person (student or guardian) by resident ID number."""
