@@ -9,6 +9,7 @@ SQLite, where executemany runs in C already.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -52,6 +53,24 @@ def select_rows(conn: Connection, table: Table, key: str, keys: Collection[str])
                            f"WHERE {_quoted(key)} = ANY(string_to_array(%s, %s))", (packed(keys), SEPARATOR))
             index = names.index(key)
             return {row[index]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+    readers = _sqlite_readers(table) if conn.dialect.name == "sqlite" else None
+    if readers is not None:
+        # The driver's own cursor and the keys as one JSON parameter: SQLAlchemy rows and an expanding IN list of
+        # thousands of parameters cost several times the look-up; values come back as SQLAlchemy gives them.
+        names = [c.name for c in table.columns]
+        index = names.index(key)
+        converted = [(i, f) for i, f in enumerate(readers) if f is not None]
+        found: dict[str, dict[str, Any]] = {}
+        cursor = conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+            f"SELECT {', '.join(map(_quoted, names))} FROM {_qualified(table)} "
+            f"WHERE {_quoted(key)} IN (SELECT value FROM json_each(?))", (json.dumps(list(keys)),))
+        for fetched in cursor.fetchall():
+            values = list(fetched)
+            for i, f in converted:
+                if (v := values[i]) is not None:
+                    values[i] = f(v)
+            found[values[index]] = dict(zip(names, values, strict=True))
+        return found
     return {r._mapping[key]: dict(r._mapping)
             for r in conn.execute(select(table).where(table.c[key].in_(list(keys))))}
 
@@ -70,6 +89,22 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         _sqlite_many(conn, table, "INSERT", rows)
         return
     conn.execute(table.insert(), list(rows))
+
+
+def insert_tuples(conn: Connection, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+    """`insert_rows` for rows given as values in the table's column order (no dict per row to build and read)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        types = _copy_types(table)
+        if types is not None:
+            _copy(conn, table, types, rows)
+            return
+    elif conn.dialect.name == "sqlite" and _sqlite_converters(table) is not None:
+        _sqlite_many(conn, table, "INSERT", rows)
+        return
+    names = [c.name for c in table.columns]
+    conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
 
 
 def upsert_rows(conn: Connection, table: Table, key: str, new: Sequence[Mapping[str, Any]],
@@ -154,8 +189,9 @@ def _update_via_stage(conn: Connection, table: Table, key: str, types: list[str]
                          f"WHERE t.{_quoted(key)} = s.{_quoted(key)}")
 
 
-def _copy(conn: Connection, table: Table, types: list[str], rows: Sequence[Mapping[str, Any]],
+def _copy(conn: Connection, table: Table, types: list[str], rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]],
           into: str | None = None) -> None:
+    """Rows as mappings by column name, or as values in column order."""
     names = [c.name for c in table.columns]
     statement = f"COPY {into or _qualified(table)} ({', '.join(map(_quoted, names))}) FROM STDIN (FORMAT BINARY)"
     driver: Any = conn.connection.driver_connection
@@ -164,7 +200,7 @@ def _copy(conn: Connection, table: Table, types: list[str], rows: Sequence[Mappi
     with driver.cursor() as cursor, cursor.copy(statement) as copy:
         copy.set_types(types)
         for row in rows:
-            copy.write_row([row.get(n) for n in names])
+            copy.write_row([row.get(n) for n in names] if isinstance(row, Mapping) else row)
 
 
 # ------------------------------------------------------------------------------------------ SQLite: executemany
@@ -198,14 +234,51 @@ def _sqlite_converters(table: Table) -> list[Callable[[Any], Any] | None] | None
     return result
 
 
-def _sqlite_many(conn: Connection, table: Table, verb: str, rows: Sequence[Mapping[str, Any]]) -> None:
+def _sqlite_readers(table: Table) -> list[Callable[[Any], Any] | None] | None:
+    """Per column, how a value SQLite returns becomes what SQLAlchemy would return (None: as is); None for a table
+    with a column type not handled here."""
+    if "sqlite_readers" not in table.info:
+        readers: list[Callable[[Any], Any] | None] | None = None
+        if _sqlite_converters(table) is not None:
+            readers = []
+            for column in table.columns:
+                kind = column.type
+                if isinstance(kind, sqltypes.DateTime):
+                    readers.append(datetime.fromisoformat)
+                elif isinstance(kind, sqltypes.Date):
+                    readers.append(date.fromisoformat)
+                elif isinstance(kind, sqltypes.Boolean):
+                    readers.append(bool)
+                else:
+                    readers.append(None)
+        table.info["sqlite_readers"] = readers
+    result: list[Callable[[Any], Any] | None] | None = table.info["sqlite_readers"]
+    return result
+
+
+def _sqlite_many(conn: Connection, table: Table, verb: str,
+                 rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]]) -> None:
     converters = _sqlite_converters(table)
     assert converters is not None
     names = [c.name for c in table.columns]
     statement = (f"{verb} INTO {_qualified(table)} ({', '.join(map(_quoted, names))}) "
                  f"VALUES ({', '.join('?' * len(names))})")
-    pairs = list(zip(names, converters, strict=True))
-    params = [tuple(v if (v := row.get(n)) is None or f is None else f(v) for n, f in pairs) for row in rows]
+    converted = [(i, f) for i, f in enumerate(converters) if f is not None]
+    # The hot loop of every SQLite rebuild: values by C-level map, converters only where needed, and a value
+    # converted once when consecutive rows share it (the messages of one event share its time).
+    last: list[tuple[Any, Any]] = [(None, None)] * len(converted)
+    by_name = bool(rows) and isinstance(rows[0], Mapping)
+    params: list[tuple[Any, ...]] = []
+    for row in rows:
+        values = list(map(row.get, names)) if by_name else list(row)  # type: ignore[union-attr]
+        for j, (i, f) in enumerate(converted):
+            if (v := values[i]) is not None:
+                seen, result = last[j]
+                if v is not seen:
+                    result = f(v)
+                    last[j] = (v, result)
+                values[i] = result
+        params.append(tuple(values))
     conn.exec_driver_sql(statement, params)
 
 

@@ -66,7 +66,7 @@ class CaseKeys(View):
     def _apply(self, rows: dict[str, dict[str, Any]], envelope: Envelope) -> None:
         event = envelope.event
         kind = type(event).__name__
-        key = str(envelope.case_id)
+        key = envelope.case_key
         if kind == "Applied":
             student = event.form["student"]
             rows[key] = {

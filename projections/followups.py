@@ -76,7 +76,7 @@ class FollowUps(View):
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
         samples, strata, checks = tables["samples"], tables["strata"], tables["checks"]
-        recorded = {str(e.case_id) for e in batch if type(e.event).__name__ == "FollowUpRecorded"}
+        recorded = {e.case_key for e in batch if type(e.event).__name__ == "FollowUpRecorded"}
         # Every known selection of the cases checked in this batch; the latest sample of a case is the one a
         # check belongs to.
         rows: dict[tuple[str, str], dict[str, Any]] = {
@@ -90,7 +90,7 @@ class FollowUps(View):
         for envelope in batch:
             event = envelope.event
             if type(event).__name__ == "Drawn":
-                sample_id = str(envelope.case_id)
+                sample_id = envelope.case_key
                 conn.execute(samples.insert().values(
                     sample_id=sample_id, school_id=event.school_id, school_region=event.school_region,
                     semester=event.semester, seed=event.seed, deadline=event.deadline,
@@ -109,7 +109,7 @@ class FollowUps(View):
                         }
                         latest[case_id] = (sample_id, case_id)
                 continue
-            selection = latest.get(str(envelope.case_id))
+            selection = latest.get(envelope.case_key)
             if selection is None:  # cannot happen: a case is drawn (and its sample stored) before it is checked
                 continue
             row = rows[selection]

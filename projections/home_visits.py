@@ -68,7 +68,7 @@ class HomeVisits(View):
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
         cases_table = tables["cases"]
-        ids = {str(e.case_id) for e in batch}
+        ids = {e.case_key for e in batch}
         rows: dict[str, dict[str, Any]] = {
             r.case_id: dict(r._mapping)
             for r in conn.execute(select(cases_table).where(cases_table.c.case_id.in_(ids)))
@@ -76,7 +76,7 @@ class HomeVisits(View):
         existing = set(rows)
         visits = []
         for envelope in batch:
-            event, key = envelope.event, str(envelope.case_id)
+            event, key = envelope.event, envelope.case_key
             kind = type(event).__name__
             if kind == "Applied":
                 rows[key] = {"case_id": key, "academic_year": event.form["academic_year"],

@@ -79,14 +79,14 @@ class IntegrityRegister(View):
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
         records, links, cases_table = tables["records"], tables["links"], tables["cases"]
-        ids = {str(e.case_id) for e in batch}
+        ids = {e.case_key for e in batch}
         cases: dict[str, dict[str, Any]] = select_rows(conn, cases_table, "case_id", ids)
         existing = set(cases)
         new_records: list[dict[str, Any]] = []
         new_links: dict[tuple[str, str, str], dict[str, Any]] = {}
         dropped_links: list[tuple[str, str, str]] = []
         for envelope in batch:
-            event, key = envelope.event, str(envelope.case_id)
+            event, key = envelope.event, envelope.case_key
             kind = type(event).__name__
             if kind == "Applied":
                 cases[key] = {"case_id": key, "academic_year": event.form["academic_year"],

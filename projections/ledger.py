@@ -143,13 +143,13 @@ class Ledger(View):
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
         table = tables["ledger"]
-        ids = {str(e.case_id) for e in batch}
+        ids = {e.case_key for e in batch}
         rows: dict[str, dict[str, Any]] = {
             r.case_id: dict(r._mapping) for r in conn.execute(select(table).where(table.c.case_id.in_(ids)))
         }
         existing = set(rows)
         for envelope in batch:
-            key = str(envelope.case_id)
+            key = envelope.case_key
             row = fold(key, [envelope.event], rows.get(key))
             if row is None:  # an event of a case this view never saw created
                 continue

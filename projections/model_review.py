@@ -73,7 +73,7 @@ class AssessmentOutcomes(View):
     def _apply(rows: dict[str, dict[str, Any]], envelope: Envelope) -> None:
         event = envelope.event
         kind = type(event).__name__
-        key = str(envelope.case_id)
+        key = envelope.case_key
         if kind == "Applied":
             rows[key] = {"case_id": key, "academic_year": event.form["academic_year"],
                          "school_id": event.form["student"]["school_id"], "school_region": event.school_region,

@@ -16,8 +16,8 @@ its ID and class. Message texts are short Chinese sentences, their `data` the fa
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from projections.bulk import insert_rows, select_rows, upsert_rows
+from projections.bulk import insert_tuples, select_rows, upsert_rows
 from projections.runner import Envelope, View
 
 CASE_TOPICS = tuple(f"case.{name}" for name in (
@@ -45,13 +45,24 @@ CASE_TOPICS = tuple(f"case.{name}" for name in (
 OTHER_TOPICS = ("round.opened", "round.closed", "support_plan.plan_created", "support_plan.reviewed")
 
 
-@dataclass(frozen=True)
-class Message:
-    recipient_kind: str  # case | school | class | region
-    recipient_key: str
-    kind: str
-    title: str
-    data: dict[str, Any] = field(default_factory=dict)
+# One message to one recipient: (recipient kind: case | school | class | region, recipient key, message kind, title,
+# data). A plain tuple, as a rebuild makes one or two per event; `data` is read only (messages of one event may
+# share it).
+Message = tuple[str, str, str, str, dict[str, Any]]
+
+
+def _encoder() -> Callable[[Any], str]:
+    """Compact JSON with non-ASCII text kept. json's C encoder made once: `json.dumps` with options (and
+    JSONEncoder.encode) make a new one per call, which cost as much as the encoding of a message's few keys."""
+    options = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # a Python without json's C accelerator
+        return options.encode
+    encode = make(None, options.default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+_encode = _encoder()
 
 
 @dataclass
@@ -82,83 +93,83 @@ def fan_out(kind: str, event: Any, ctx: CaseContext | None) -> list[Message]:
     if kind == "RoundOpened":
         data = {"round_id": str(event.originator_id), "kind": event.kind, "academic_year": event.academic_year,
                 "opens_on": _iso(event.opens_on), "closes_on": _iso(event.closes_on)}
-        return [Message("school", event.school_id, "round.opened", "认定工作已开启，请按时完成各环节", data)]
+        return [("school", event.school_id, "round.opened", "认定工作已开启，请按时完成各环节", data)]
     if kind == "RoundClosed":
-        return [Message("school", event.school_id, "round.closed", "认定工作已结束",
-                        {"round_id": str(event.originator_id), "closed_on": _iso(event.closed_on)})]
+        return [("school", event.school_id, "round.closed", "认定工作已结束",
+                 {"round_id": str(event.originator_id), "closed_on": _iso(event.closed_on)})]
     if kind == "PlanCreated":
-        return [Message("case", event.case_id, "plan.created", "你的一人一案资助育人方案已制定",
-                        {"plan_id": str(event.originator_id), "case_id": event.case_id})]
+        return [("case", event.case_id, "plan.created", "你的一人一案资助育人方案已制定",
+                 {"plan_id": str(event.originator_id), "case_id": event.case_id})]
     if kind == "PlanReviewed":
-        return [Message("case", event.case_id, "plan.reviewed", "你的资助育人方案已完成年度评估",
-                        {"plan_id": str(event.originator_id), "case_id": event.case_id})]
+        return [("case", event.case_id, "plan.reviewed", "你的资助育人方案已完成年度评估",
+                 {"plan_id": str(event.originator_id), "case_id": event.case_id})]
     if ctx is None:
         return []
     case = {"case_id": ctx.case_id}
     staff = {"case_id": ctx.case_id, "class_id": ctx.class_id}
     to_applicant = ("case", ctx.case_id)
     to_school = ("school", ctx.school_id)
-    out: list[tuple[tuple[str, str], str, str, dict[str, Any]]] = []
+    out: list[Message] = []
     if kind == "Applied":
-        out += [(to_applicant, "case.applied", "认定申请已提交，等待身份核验", case),
-                (to_school, "case.applied", "收到新的认定申请", staff)]
+        out += [(*to_applicant, "case.applied", "认定申请已提交，等待身份核验", case),
+                (*to_school, "case.applied", "收到新的认定申请", staff)]
     elif kind == "Amended":
-        out += [(to_school, "case.amended", "申请人修改了认定申请，需重新核验", staff)]
+        out += [(*to_school, "case.amended", "申请人修改了认定申请，需重新核验", staff)]
     elif kind == "Withdrawn":
-        out += [(to_applicant, "case.withdrawn", "认定申请已撤回", case),
-                (to_school, "case.withdrawn", "一份认定申请已撤回", staff)]
+        out += [(*to_applicant, "case.withdrawn", "认定申请已撤回", case),
+                (*to_school, "case.withdrawn", "一份认定申请已撤回", staff)]
     elif kind == "Verified":
-        out += [(to_applicant, "case.verified", "身份核验已完成", case)]
+        out += [(*to_applicant, "case.verified", "身份核验已完成", case)]
     elif kind == "Assessed":
         if not ctx.data_matched:
-            out += [(("class", f"{ctx.school_id}/{ctx.class_id}"), "case.awaiting_evaluation",
+            out += [("class", f"{ctx.school_id}/{ctx.class_id}", "case.awaiting_evaluation",
                      "有认定申请等待班级民主评议", staff)]
     elif kind == "ClassEvaluated":
-        out += [(to_school, "case.awaiting_rating", "班级评议已完成，等待学校认定", staff)]
+        out += [(*to_school, "case.awaiting_rating", "班级评议已完成，等待学校认定", staff)]
     elif kind == "Rated":
-        out += [(to_applicant, "case.rated", "学校已作出认定", {**case, "level": _level(event.level)})]
+        out += [(*to_applicant, "case.rated", "学校已作出认定", {**case, "level": _level(event.level)})]
     elif kind == "Publicized":
         window = {"starts_on": _iso(event.starts_on), "ends_on": _iso(event.ends_on)}
-        out += [(to_applicant, "case.publicized", "认定结果进入公示期", {**case, **window}),
-                (to_school, "deadline.notice_window", "公示期截止前需处理全部异议", {**staff, **window})]
+        out += [(*to_applicant, "case.publicized", "认定结果进入公示期", {**case, **window}),
+                (*to_school, "deadline.notice_window", "公示期截止前需处理全部异议", {**staff, **window})]
     elif kind == "PublicityExempted":
-        out += [(to_applicant, "case.publicity_exempted", "认定结果按规定免于公示", case)]
+        out += [(*to_applicant, "case.publicity_exempted", "认定结果按规定免于公示", case)]
     elif kind == "Objected":
-        out += [(to_applicant, "case.objection_raised", "认定结果收到异议，学校将复核", case),
-                (to_school, "case.objection_raised", "公示期收到异议，请及时处理",
+        out += [(*to_applicant, "case.objection_raised", "认定结果收到异议，学校将复核", case),
+                (*to_school, "case.objection_raised", "公示期收到异议，请及时处理",
                  {**staff, "objection_id": event.objection_id})]
     elif kind == "ObjectionResolved":
-        out += [(to_applicant, "case.objection_resolved", "异议已处理", {**case, "outcome": event.outcome})]
+        out += [(*to_applicant, "case.objection_resolved", "异议已处理", {**case, "outcome": event.outcome})]
     elif kind == "Confirmed":
-        out += [(to_applicant, "case.confirmed", "认定结果已确认", case),
-                (to_school, "case.confirmed", "公示结束，认定结果已确认", staff)]
+        out += [(*to_applicant, "case.confirmed", "认定结果已确认", case),
+                (*to_school, "case.confirmed", "公示结束，认定结果已确认", staff)]
     elif kind == "Archived":
-        out += [(to_applicant, "case.archived", "认定结果已建档备案", case)]
+        out += [(*to_applicant, "case.archived", "认定结果已建档备案", case)]
     elif kind == "FollowUpSelected":
-        out += [(to_school, "deadline.follow_up", "本学期需完成的核实抽查",
+        out += [(*to_school, "deadline.follow_up", "本学期需完成的核实抽查",
                  {**staff, "deadline": _iso(event.deadline)})]
     elif kind == "FollowUpRecorded":
-        out += [(to_applicant, "case.follow_up_recorded", "学校已完成对你的认定结果的了解核实",
+        out += [(*to_applicant, "case.follow_up_recorded", "学校已完成对你的认定结果的了解核实",
                  {**case, "finding": event.finding})]
     elif kind == "Readjusted":
-        out += [(to_applicant, "case.readjusted", "认定结果已动态调整", {**case, "level": _level(event.level)})]
+        out += [(*to_applicant, "case.readjusted", "认定结果已动态调整", {**case, "level": _level(event.level)})]
     elif kind == "AidGranted":
-        out += [(to_applicant, "aid.granted", "你获得一项资助",
+        out += [(*to_applicant, "aid.granted", "你获得一项资助",
                  {**case, "programme": event.programme, "amount": str(event.amount)})]
     elif kind == "FundsDisbursed":
-        out += [(to_applicant, "aid.disbursed", "资助资金已发放", {**case, "amount": str(event.amount)})]
+        out += [(*to_applicant, "aid.disbursed", "资助资金已发放", {**case, "amount": str(event.amount)})]
     elif kind == "Revoked":
-        out += [(to_applicant, "case.revoked", "认定资格已取消", case),
-                (to_school, "case.revoked", "一名学生的认定资格已取消", staff),
-                (("region", ctx.school_region), "case.revoked", "辖区学校取消了一名学生的认定资格",
+        out += [(*to_applicant, "case.revoked", "认定资格已取消", case),
+                (*to_school, "case.revoked", "一名学生的认定资格已取消", staff),
+                ("region", ctx.school_region, "case.revoked", "辖区学校取消了一名学生的认定资格",
                  {**case, "school_id": ctx.school_id})]
     elif kind == "FundsRecoveryOrdered":
         amount = {"amount": str(event.amount)}
-        out += [(to_applicant, "recovery.ordered", "需退回已发放的资助资金", {**case, **amount}),
-                (to_school, "recovery.ordered", "已下达资金追回决定", {**staff, **amount})]
+        out += [(*to_applicant, "recovery.ordered", "需退回已发放的资助资金", {**case, **amount}),
+                (*to_school, "recovery.ordered", "已下达资金追回决定", {**staff, **amount})]
     elif kind == "FundsRecovered":
-        out += [(to_applicant, "recovery.recorded", "已收到退回的资助资金", {**case, "amount": str(event.amount)})]
-    return [Message(to[0], to[1], k, title, dict(data)) for to, k, title, data in out]
+        out += [(*to_applicant, "recovery.recorded", "已收到退回的资助资金", {**case, "amount": str(event.amount)})]
+    return out
 
 
 class Notifications(View):
@@ -193,20 +204,20 @@ class Notifications(View):
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
         cases = tables["cases"]
-        ids = {str(e.case_id) for e in batch if e.topic.startswith("case.")}
+        ids = {e.case_key for e in batch if e.topic.startswith("case.")}
         known: dict[str, CaseContext] = {
             key: CaseContext(r["case_id"], r["school_id"], r["class_id"], r["school_region"], bool(r["data_matched"]))
             for key, r in select_rows(conn, cases, "case_id", ids).items()
         }
         existing = set(known)
         touched: set[str] = set()
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         for envelope in batch:
             event = envelope.event
             kind = type(event).__name__
             ctx = None
             if envelope.topic.startswith("case."):
-                key = str(envelope.case_id)
+                key = envelope.case_key
                 if kind == "Applied":
                     student = event.form["student"]
                     known[key] = CaseContext(key, student["school_id"], student["class_id"], event.school_region)
@@ -219,14 +230,14 @@ class Notifications(View):
                     known[key].data_matched = event.method == "data_match" and bool(event.confirmed)
                     touched.add(key)
                 ctx = known.get(key)
-            for seq, message in enumerate(fan_out(kind, event, ctx)):
-                rows.append({"position": envelope.position, "seq": seq, "recipient_kind": message.recipient_kind,
-                             "recipient_key": message.recipient_key, "kind": message.kind, "title": message.title,
-                             "data": json.dumps(message.data, ensure_ascii=False, separators=(",", ":")),
-                             "occurred_at": envelope.occurred_at})
+            for seq, (recipient_kind, recipient_key, message_kind, title, data) in enumerate(
+                    fan_out(kind, event, ctx)):
+                # In the column order of the messages table (insert_tuples).
+                rows.append((envelope.position, seq, recipient_kind, recipient_key, message_kind, title,
+                             _encode(data), envelope.occurred_at))
         upsert_rows(conn, cases, "case_id", [vars(known[k]) for k in touched if k not in existing],
                     [vars(known[k]) for k in touched if k in existing])
-        insert_rows(conn, tables["messages"], rows)
+        insert_tuples(conn, tables["messages"], rows)
 
 
 def message_data(stored: Any) -> dict[str, Any]:

@@ -44,7 +44,7 @@ class Rounds(View):
         opened: list[dict[str, Any]] = []
         for envelope in batch:
             event = envelope.event
-            key = str(envelope.case_id)
+            key = envelope.case_key
             if type(event).__name__ == "RoundOpened":
                 opened.append({"round_id": key, "school_id": event.school_id, "school_region": event.school_region,
                                "academic_year": event.academic_year, "kind": event.kind,

@@ -53,7 +53,7 @@ class SpotChecks(View):
         checks, items = tables["checks"], tables["items"]
         # Assignments and findings touch rows one by one; spot checks are rare and small, so plain statements do.
         for envelope in batch:
-            event, check_id = envelope.event, str(envelope.case_id)
+            event, check_id = envelope.event, envelope.case_key
             kind = type(event).__name__
             if kind == "Drawn":
                 conn.execute(checks.insert().values(

@@ -3,14 +3,14 @@ transaction: awkward text, NULLs, booleans, times; a rolled-back batch leaves no
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, MetaData, Numeric, String, Table, select
+from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, MetaData, Numeric, String, Table, select
 
 from api.deps import Services
-from projections.bulk import insert_rows, upsert_rows
+from projections.bulk import insert_rows, insert_tuples, select_rows, upsert_rows
 from projections.runner import as_utc
 
 AWKWARD = ["tab\there", "line\nbreak", "back\\slash", "\\N", "", "韦小明", "carriage\rreturn", "quote\"'"]
@@ -64,3 +64,25 @@ def test_a_table_with_types_copy_is_not_given_falls_back_to_plain_inserts(servic
         insert_rows(conn, table, [{"key": "a", "amount": Decimal("1500.25")}, {"key": "b", "amount": None}])
     with services.engine.connect() as conn:
         assert dict(conn.execute(select(table.c.key, table.c.amount)).all()) == {"a": Decimal("1500.25"), "b": None}
+
+
+def test_rows_read_back_by_key_equal_what_sqlalchemy_reads(services: Services) -> None:
+    """select_rows reads with the driver alone (one packed/JSON parameter for thousands of keys): every value comes
+    back as SQLAlchemy itself would give it (booleans, dates, times, NULLs, awkward text)."""
+    table = Table("bulk_keyed", MetaData(), Column("key", String(40), primary_key=True), Column("text", String(200)),
+                  Column("flag", Boolean), Column("at", DateTime(timezone=True)), Column("on", Date),
+                  Column("n", BigInteger))
+    table.create(services.engine)
+    moment = datetime(2025, 9, 15, 1, 2, 3, 456789, tzinfo=UTC)
+    rows = [(f"k{i}", text, i % 2 == 0, moment, date(2025, 9, 1 + i), i) for i, text in enumerate(AWKWARD)]
+    rows += [("nulls", None, None, None, None, None)] + [(f"bulk{i}", "x", True, moment, None, i) for i in range(3000)]
+    with services.engine.begin() as conn:
+        insert_tuples(conn, table, rows)  # values in column order
+    wanted = {"k0", "k3", "k7", "nulls", "bulk2999", "absent", *(f"bulk{i}" for i in range(0, 3000, 2))}
+    with services.engine.connect() as conn:
+        found = select_rows(conn, table, "key", wanted)
+        expected = {r.key: dict(r._mapping) for r in conn.execute(select(table).where(table.c.key.in_(wanted)))}
+    assert found == expected
+    assert set(found) == wanted - {"absent"}
+    assert found["k0"]["flag"] is True and found["k3"]["flag"] is False and found["nulls"]["on"] is None
+    assert found["k7"]["on"] == date(2025, 9, 8) and as_utc(found["k7"]["at"]) == moment
