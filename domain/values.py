@@ -36,8 +36,12 @@ class Level(Enum):
     @property
     def rank(self) -> int:
         """0 is the most difficult; a lower rank means more need."""
-        return list(Level).index(self)
+        return LEVEL_RANK[self]
 
+
+# Level.rank by lookup: scoring compares ranks several times per assessment, and listing the enum each time cost
+# more than the rest of a comparison.
+LEVEL_RANK: dict[Level, int] = {level: i for i, level in enumerate(Level)}
 
 NOT_IDENTIFIED = "not_identified"
 
