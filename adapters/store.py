@@ -145,25 +145,24 @@ IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, Decimal, date, 
 def copied(value: Any) -> Any:
     """A copy of a case's state value that shares nothing mutable with it: dicts, lists and tuples are copied all
     the way down, immutable values are shared (enum members keep their identity), anything else is deep-copied.
-    About three times faster than a pickle round trip of a case (measured on a rated case: 29 µs against 88 µs)."""
+    About a third of the time of a pickle round trip of a case (measured on a rated case: 22 µs against 70-80 µs)."""
     kind = type(value)
-    if kind in IMMUTABLE:
-        return value
     if kind is dict:
-        return {key: copied(item) for key, item in value.items()}
+        return {key: item if type(item) in IMMUTABLE else copied(item) for key, item in value.items()}
     if kind is list:
-        return [copied(item) for item in value]
+        return [item if type(item) in IMMUTABLE else copied(item) for item in value]
+    if kind in IMMUTABLE or isinstance(value, Enum):
+        return value
     if kind is tuple:
         return tuple(copied(item) for item in value)
-    if isinstance(value, Enum):
-        return value
     return copy.deepcopy(value)
 
 
 def copy_case(case: StudentCase) -> StudentCase:
     """A copy of the case (its whole state, the library's own attributes too) sharing nothing mutable with it."""
     clone: StudentCase = object.__new__(type(case))
-    clone.__dict__.update({name: copied(value) for name, value in vars(case).items()})
+    clone.__dict__.update({name: value if type(value) in IMMUTABLE else copied(value)
+                           for name, value in vars(case).items()})
     return clone
 
 
