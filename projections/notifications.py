@@ -88,6 +88,20 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+# Events whose messages carry only the case (to the applicant) or the case and class (to the school): per event kind,
+# (to the applicant?, message kind, title) of each message, in order.
+_PLAIN: dict[str, tuple[tuple[bool, str, str], ...]] = {
+    "Applied": ((True, "case.applied", "认定申请已提交，等待身份核验"), (False, "case.applied", "收到新的认定申请")),
+    "Amended": ((False, "case.amended", "申请人修改了认定申请，需重新核验"),),
+    "Withdrawn": ((True, "case.withdrawn", "认定申请已撤回"), (False, "case.withdrawn", "一份认定申请已撤回")),
+    "Verified": ((True, "case.verified", "身份核验已完成"),),
+    "ClassEvaluated": ((False, "case.awaiting_rating", "班级评议已完成，等待学校认定"),),
+    "PublicityExempted": ((True, "case.publicity_exempted", "认定结果按规定免于公示"),),
+    "Confirmed": ((True, "case.confirmed", "认定结果已确认"), (False, "case.confirmed", "公示结束，认定结果已确认")),
+    "Archived": ((True, "case.archived", "认定结果已建档备案"),),
+}
+
+
 def fan_out(kind: str, event: Any, ctx: CaseContext | None) -> list[Message]:
     """The messages one event sends, per recipient. Round and plan events carry their own context."""
     if kind == "RoundOpened":
@@ -107,44 +121,29 @@ def fan_out(kind: str, event: Any, ctx: CaseContext | None) -> list[Message]:
         return []
     case = {"case_id": ctx.case_id}
     staff = {"case_id": ctx.case_id, "class_id": ctx.class_id}
+    plain = _PLAIN.get(kind)
+    if plain is not None:
+        return [("case", ctx.case_id, k, title, case) if applicant else ("school", ctx.school_id, k, title, staff)
+                for applicant, k, title in plain]
     to_applicant = ("case", ctx.case_id)
     to_school = ("school", ctx.school_id)
     out: list[Message] = []
-    if kind == "Applied":
-        out += [(*to_applicant, "case.applied", "认定申请已提交，等待身份核验", case),
-                (*to_school, "case.applied", "收到新的认定申请", staff)]
-    elif kind == "Amended":
-        out += [(*to_school, "case.amended", "申请人修改了认定申请，需重新核验", staff)]
-    elif kind == "Withdrawn":
-        out += [(*to_applicant, "case.withdrawn", "认定申请已撤回", case),
-                (*to_school, "case.withdrawn", "一份认定申请已撤回", staff)]
-    elif kind == "Verified":
-        out += [(*to_applicant, "case.verified", "身份核验已完成", case)]
-    elif kind == "Assessed":
+    if kind == "Assessed":
         if not ctx.data_matched:
             out += [("class", f"{ctx.school_id}/{ctx.class_id}", "case.awaiting_evaluation",
                      "有认定申请等待班级民主评议", staff)]
-    elif kind == "ClassEvaluated":
-        out += [(*to_school, "case.awaiting_rating", "班级评议已完成，等待学校认定", staff)]
     elif kind == "Rated":
         out += [(*to_applicant, "case.rated", "学校已作出认定", {**case, "level": _level(event.level)})]
     elif kind == "Publicized":
         window = {"starts_on": _iso(event.starts_on), "ends_on": _iso(event.ends_on)}
         out += [(*to_applicant, "case.publicized", "认定结果进入公示期", {**case, **window}),
                 (*to_school, "deadline.notice_window", "公示期截止前需处理全部异议", {**staff, **window})]
-    elif kind == "PublicityExempted":
-        out += [(*to_applicant, "case.publicity_exempted", "认定结果按规定免于公示", case)]
     elif kind == "Objected":
         out += [(*to_applicant, "case.objection_raised", "认定结果收到异议，学校将复核", case),
                 (*to_school, "case.objection_raised", "公示期收到异议，请及时处理",
                  {**staff, "objection_id": event.objection_id})]
     elif kind == "ObjectionResolved":
         out += [(*to_applicant, "case.objection_resolved", "异议已处理", {**case, "outcome": event.outcome})]
-    elif kind == "Confirmed":
-        out += [(*to_applicant, "case.confirmed", "认定结果已确认", case),
-                (*to_school, "case.confirmed", "公示结束，认定结果已确认", staff)]
-    elif kind == "Archived":
-        out += [(*to_applicant, "case.archived", "认定结果已建档备案", case)]
     elif kind == "FollowUpSelected":
         out += [(*to_school, "deadline.follow_up", "本学期需完成的核实抽查",
                  {**staff, "deadline": _iso(event.deadline)})]
