@@ -49,7 +49,7 @@ def select_rows(conn: Connection, table: Table, key: str, keys: Collection[str])
         names = [c.name for c in table.columns]
         driver: Any = conn.connection.driver_connection
         with driver.cursor() as cursor:
-            cursor.execute(f"SELECT {', '.join(map(_quoted, names))} FROM {_qualified(table)} "
+            cursor.execute(f"SELECT {', '.join(map(_quoted, names))} FROM {qualified(table)} "
                            f"WHERE {_quoted(key)} = ANY(string_to_array(%s, %s))", (packed(keys), SEPARATOR))
             index = names.index(key)
             return {row[index]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
@@ -62,7 +62,7 @@ def select_rows(conn: Connection, table: Table, key: str, keys: Collection[str])
         converted = [(i, f) for i, f in enumerate(readers) if f is not None]
         found: dict[str, dict[str, Any]] = {}
         cursor = conn.connection.driver_connection.execute(  # type: ignore[union-attr]
-            f"SELECT {', '.join(map(_quoted, names))} FROM {_qualified(table)} "
+            f"SELECT {', '.join(map(_quoted, names))} FROM {qualified(table)} "
             f"WHERE {_quoted(key)} IN (SELECT value FROM json_each(?))", (json.dumps(list(keys)),))
         for fetched in cursor.fetchall():
             values = list(fetched)
@@ -137,7 +137,8 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _qualified(table: Table) -> str:
+def qualified(table: Table) -> str:
+    """The table's name as SQL, quoted (with its schema, if any)."""
     return (f"{_quoted(table.schema)}." if table.schema else "") + _quoted(table.name)
 
 
@@ -180,12 +181,12 @@ def _update_via_stage(conn: Connection, table: Table, key: str, types: list[str]
     that changes no indexed column stays on its page (PostgreSQL's HOT update), which a rebuild filling a table
     without its secondary indexes gets for every row; delete + insert churned the key index instead."""
     stage = _quoted(f"stage_{table.name}")
-    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {_qualified(table)}) "
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {qualified(table)}) "
                          "ON COMMIT DELETE ROWS")
     _copy(conn, table, types, rows, into=stage)
     names = [c.name for c in table.columns if c.name != key]
     assignments = ", ".join(f"{_quoted(n)} = s.{_quoted(n)}" for n in names)
-    conn.exec_driver_sql(f"UPDATE {_qualified(table)} AS t SET {assignments} FROM {stage} AS s "
+    conn.exec_driver_sql(f"UPDATE {qualified(table)} AS t SET {assignments} FROM {stage} AS s "
                          f"WHERE t.{_quoted(key)} = s.{_quoted(key)}")
 
 
@@ -193,7 +194,7 @@ def _copy(conn: Connection, table: Table, types: list[str], rows: Sequence[Mappi
           into: str | None = None) -> None:
     """Rows as mappings by column name, or as values in column order."""
     names = [c.name for c in table.columns]
-    statement = f"COPY {into or _qualified(table)} ({', '.join(map(_quoted, names))}) FROM STDIN (FORMAT BINARY)"
+    statement = f"COPY {into or qualified(table)} ({', '.join(map(_quoted, names))}) FROM STDIN (FORMAT BINARY)"
     driver: Any = conn.connection.driver_connection
     # Binary COPY: psycopg encodes each row in C from the declared types (text COPY formatted in Python, or
     # executemany, cost several times more per row).
@@ -261,7 +262,7 @@ def _sqlite_many(conn: Connection, table: Table, verb: str,
     converters = _sqlite_converters(table)
     assert converters is not None
     names = [c.name for c in table.columns]
-    statement = (f"{verb} INTO {_qualified(table)} ({', '.join(map(_quoted, names))}) "
+    statement = (f"{verb} INTO {qualified(table)} ({', '.join(map(_quoted, names))}) "
                  f"VALUES ({', '.join('?' * len(names))})")
     converted = [(i, f) for i, f in enumerate(converters) if f is not None]
     # The hot loop of every SQLite rebuild: values by C-level map, converters only where needed, and a value
