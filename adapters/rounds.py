@@ -243,8 +243,12 @@ class RoundService:
         if rounds is None:
             first = int(year[:4])
             # The school's rounds of this year and the year before, read in one query (four IDs, one round trip).
+            # A single application reads them through the store's lookup cache, which spares the read when it knows
+            # all four: a round opened or closed by this process counts at once, one opened or closed by another
+            # process within CaseCache.REFRESH_SECONDS (as published profile versions take a while). Bulk entry
+            # reads them once per request anyway.
             ids = [round_id_for(school.school_id, y, k) for y in (year, f"{first - 1}-{first}") for k in KINDS]
-            found = self.store.get_many(ids)
+            found = self.store.get_many(ids) if memo is not None else self.store.get_many_cached(ids)
             rounds = [r for i in ids if isinstance(r := found.get(i), IdentificationRound)]
             if memo is not None:
                 memo[key] = rounds

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 from itertools import groupby
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import (
@@ -158,9 +158,13 @@ def copied(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def copy_case(case: StudentCase) -> StudentCase:
-    """A copy of the case (its whole state, the library's own attributes too) sharing nothing mutable with it."""
-    clone: StudentCase = object.__new__(type(case))
+A = TypeVar("A")
+
+
+def copy_case(case: A) -> A:
+    """A copy of the case, or of any other aggregate (its whole state, the library's own attributes too), sharing
+    nothing mutable with it."""
+    clone: A = object.__new__(type(case))
     clone.__dict__.update({name: value if type(value) in IMMUTABLE else copied(value)
                            for name, value in vars(case).items()})
     return clone
@@ -192,11 +196,14 @@ class CaseCache:
         # The recorder's changes_after(position, limit) and max_notification_id(); None: no other writers.
         self._changes = changes
         self._head = head
-        self._items: OrderedDict[UUID, tuple[int, StudentCase]] = OrderedDict()
+        # (version, state); read_through also keeps (0, None): no such aggregate.
+        self._items: OrderedDict[UUID, tuple[int, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()
         self._position: int | None = None
         self._refreshed = float("-inf")
+        # Counts refreshes and forgetting: an entry read from the store while either happened may be stale already.
+        self._generation = 0
 
     def get(self, case_id: UUID) -> StudentCase | None:
         """A copy of the cached case, which stays cached."""
@@ -206,10 +213,11 @@ class CaseCache:
             self.refresh()
         with self._lock:
             entry = self._items.get(case_id)
-            if entry is None:
+            if entry is None or entry[1] is None:
                 return None
             self._items.move_to_end(case_id)
-        return copy_case(entry[1])
+        case: StudentCase = copy_case(entry[1])
+        return case
 
     def take(self, case_id: UUID) -> StudentCase | None:
         """The cached case itself, forgotten by the cache: a command decides on it, and its save puts the new state
@@ -222,7 +230,38 @@ class CaseCache:
             self.refresh()
         with self._lock:
             entry = self._items.pop(case_id, None)
-        return None if entry is None else entry[1]
+        case: StudentCase | None = None if entry is None else entry[1]
+        return case
+
+    def read_through(self, ids: Sequence[UUID], load: Callable[[list[UUID]], dict[UUID, Any]]) -> dict[UUID, Any]:
+        """Copies of the aggregates with these IDs (an ID with no aggregate is left out), from the cache when it
+        knows every one of them, a missing one included; else `load` reads them all and the cache keeps what it
+        found, and which IDs it did not find. A copy is as old as a case's (at most `REFRESH_SECONDS` when another
+        process wrote the aggregate; an aggregate saved by this process is forgotten at once, `CaseStore.save`)."""
+        if self.maxsize <= 0:
+            return load(list(ids))
+        if self._position is None or time.monotonic() - self._refreshed > self.REFRESH_SECONDS:
+            self.refresh()
+        with self._lock:
+            entries = [self._items.get(i) for i in ids]
+            if all(entry is not None for entry in entries):
+                for i in ids:
+                    self._items.move_to_end(i)
+                return {i: copy_case(entry[1]) for i, entry in zip(ids, entries, strict=True)
+                        if entry is not None and entry[1] is not None}
+            generation = self._generation
+        found = load(list(ids))
+        kept = {i: copy_case(aggregate) for i, aggregate in found.items()}
+        with self._lock:
+            if generation != self._generation:
+                return found  # the log moved or something was saved while reading: keep nothing that may be stale
+            for i in ids:
+                aggregate = kept.get(i)
+                self._items[i] = (0, None) if aggregate is None else (aggregate.version, aggregate)
+                self._items.move_to_end(i)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+        return found
 
     def refresh(self) -> None:
         """Forgets the entries that events written since the last refresh moved past."""
@@ -246,6 +285,7 @@ class CaseCache:
                         position = self._log_head()
                     else:
                         with self._lock:
+                            self._generation += bool(rows)
                             for _position, case_id, version in rows:
                                 entry = self._items.get(case_id)
                                 if entry is not None and entry[0] < version:
@@ -285,10 +325,18 @@ class CaseCache:
 
     def forget(self, case_id: UUID) -> None:
         with self._lock:
+            self._generation += 1
             self._items.pop(case_id, None)
+
+    def forget_all(self, ids: Iterable[UUID]) -> None:
+        with self._lock:
+            self._generation += 1
+            for i in ids:
+                self._items.pop(i, None)
 
     def clear(self) -> None:
         with self._lock:
+            self._generation += 1
             self._items.clear()
 
 
@@ -305,6 +353,10 @@ class CaseStore(Application[UUID]):
         recorder: Any = self.recorder
         self.case_cache = CaseCache(settings.case_cache_size, changes=recorder.changes_after,
                                     head=recorder.max_notification_id)
+        # Aggregates read by every command of a kind but seldom written (a school's rounds: every application's
+        # admission check), read through `get_many_cached`; any aggregate this process saves is forgotten there.
+        self.lookup_cache = CaseCache(settings.case_cache_size, changes=recorder.changes_after,
+                                      head=recorder.max_notification_id)
         fail_fast(self.recorder)
         if self.snapshots is not None:
             fail_fast(self.snapshots.recorder)
@@ -321,6 +373,8 @@ class CaseStore(Application[UUID]):
                 processing_event.collect_events(obj)
         processing_event.saved_kwargs.update(kwargs)
         recordings = self._record(processing_event)
+        # After the write: a read of the lookup cache racing this save then keeps nothing (CaseCache.read_through).
+        self.lookup_cache.forget_all({e.originator_id for e in processing_event.events})
         # One case saved: a command, whose case is likely to get the next command too; it is cached. Many saved
         # at once: a batch step, whose cases' next step is another batch (which reads them in bulk); pickling each
         # would cost more than it saves, so any older copies of them are only forgotten.
@@ -347,6 +401,11 @@ class CaseStore(Application[UUID]):
                 if aggregate is not None:
                     found[UUID(str(originator_id))] = aggregate
         return found
+
+    def get_many_cached(self, ids: Iterable[UUID]) -> dict[UUID, Any]:
+        """`get_many` through the lookup cache: copies, no read when every ID is known to it (one that does not
+        exist included), at most `CaseCache.REFRESH_SECONDS` old when another process wrote the aggregate."""
+        return self.lookup_cache.read_through(list(dict.fromkeys(ids)), self.get_many)
 
     def construct_repository(self) -> Repository[UUID]:
         # The library's defaults (no aggregate cache), with the one-round-trip load of short histories.

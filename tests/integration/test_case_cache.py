@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import date
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
+from adapters.rounds import RoundService
 from adapters.store import CaseCache, CaseStore
 from api.deps import Services
 from domain.case import StudentCase
 from domain.errors import Conflict, InvalidTransition
+from domain.round import NoOpenRound
 from domain.values import Status
 from tests.integration.test_store import SCHOOL, evaluated_case, guardian
 from tests.support import form
@@ -137,15 +140,60 @@ def test_a_write_racing_another_process_gets_409_and_changes_nothing(
 def test_a_second_application_is_refused_by_the_store_without_reading_first(services: Services) -> None:
     first = services.cases.apply(guardian(7), form(7))
     services.store.case_cache.clear()
+    services.store.lookup_cache.clear()
     reads = counting_reads(services.store)
     with pytest.raises(Conflict) as refused:
         services.cases.apply(guardian(7), form(7))
     assert refused.value.context.get("case_id") == str(first.case.id)
     assert "already applied" in str(refused.value)
-    # One read: the school's rounds (the admission rule). The case itself is not read: the store's refusal of
-    # a second first event is the answer.
+    # One read: the school's rounds (the admission rule), as the lookup cache was cleared. The case itself is not
+    # read: the store's refusal of a second first event is the answer.
     assert reads == ["select_events_of"]
     assert len(list(services.store.events.get(first.case.id))) == 1
+
+
+def open_round(services: Services) -> None:
+    """An identification round from 20 September; the services' today is 15 September: nobody may apply yet."""
+    rounds = RoundService(services.store, services.clock, services.profiles, services.schools, services.projections)
+    rounds.open_for_school(SCHOOL, SCHOOL.school or "", RoundService.request(
+        "2025-2026", "identification", date(2025, 9, 20), date(2025, 11, 30)))
+
+
+def test_applications_read_the_school_rounds_once_and_a_round_opened_here_counts_at_once(
+        services: Services) -> None:
+    reads = counting_reads(services.store)  # select_events_of: rounds; select_events: published profile lines
+    services.cases.apply(guardian(50), form(50))
+    services.cases.apply(guardian(51), form(51))
+    assert reads.count("select_events_of") == 1  # the school has no round (open mode): known after the first look
+    open_round(services)
+    with pytest.raises(NoOpenRound):
+        services.cases.apply(guardian(52), form(52))
+    assert reads.count("select_events_of") == 2
+
+
+def test_a_round_opened_by_another_process_counts_within_the_refresh_interval(
+        services: Services, reopen: Callable[..., Services]) -> None:
+    services.cases.apply(guardian(60), form(60))
+    open_round(reopen())
+    time.sleep(CaseCache.REFRESH_SECONDS + 0.05)
+    with pytest.raises(NoOpenRound):
+        services.cases.apply(guardian(61), form(61))
+
+
+def test_a_lookup_read_while_something_is_saved_keeps_nothing() -> None:
+    cache = CaseCache(10)
+    known, saved = uuid4(), uuid4()
+    loads: list[list[UUID]] = []
+
+    def load_while_saving(ids: list[UUID]) -> dict[UUID, Any]:
+        loads.append(ids)
+        cache.forget_all([saved])  # a save in another thread, after this read began: its state may be newer
+        return {}
+
+    assert cache.read_through([known, saved], load_while_saving) == {}
+    assert cache.read_through([known, saved], lambda ids: loads.append(ids) or {}) == {}
+    assert cache.read_through([known, saved], lambda ids: loads.append(ids) or {}) == {}
+    assert len(loads) == 2  # the first read kept nothing; the second did, so the third read nothing
 
 
 def test_get_many_loads_many_aggregates_in_one_query_and_skips_unknown_ids(services: Services) -> None:
