@@ -13,6 +13,7 @@ emergency: a sudden event (disaster, accident, serious illness …) at most the 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class RoundsNotConfigured(RuleViolated):
     code = "rounds_not_configured"
 
 
+@functools.lru_cache(maxsize=4096)  # every application's admission check derives four of them
 def round_id_for(school_id: str, academic_year: str, kind: str) -> uuid.UUID:
     return uuid.uuid5(ROUND_NAMESPACE, f"round|{school_id}|{academic_year}|{kind}")
 
