@@ -145,10 +145,15 @@ IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, Decimal, date, 
 def copied(value: Any) -> Any:
     """A copy of a case's state value that shares nothing mutable with it: dicts, lists and tuples are copied all
     the way down, immutable values are shared (enum members keep their identity), anything else is deep-copied.
-    About a third of the time of a pickle round trip of a case (measured on a rated case: 22 µs against 70-80 µs)."""
+    About a quarter of the time of a pickle round trip of a case (measured on a rated case: 17 µs against 70-80
+    µs): a dict is copied whole and only its values that are not immutable are copied again."""
     kind = type(value)
     if kind is dict:
-        return {key: item if type(item) in IMMUTABLE else copied(item) for key, item in value.items()}
+        new = value.copy()
+        for key, item in value.items():
+            if type(item) not in IMMUTABLE:
+                new[key] = copied(item)
+        return new
     if kind is list:
         return [item if type(item) in IMMUTABLE else copied(item) for item in value]
     if kind in IMMUTABLE or isinstance(value, Enum):
@@ -165,8 +170,7 @@ def copy_case(case: A) -> A:
     """A copy of the case, or of any other aggregate (its whole state, the library's own attributes too), sharing
     nothing mutable with it."""
     clone: A = object.__new__(type(case))
-    clone.__dict__.update({name: value if type(value) in IMMUTABLE else copied(value)
-                           for name, value in vars(case).items()})
+    clone.__dict__ = copied(case.__dict__)
     return clone
 
 
