@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, any_, bindparam, func, literal, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import TypeEngine
@@ -89,6 +90,30 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         _sqlite_many(conn, table, "INSERT", rows)
         return
     conn.execute(table.insert(), list(rows))
+
+
+def insert_missing_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Appends the rows whose primary key is not in the table yet and leaves the others as they are (no read of
+    what is there first): INSERT OR IGNORE on SQLite; on PostgreSQL COPY into a session-private staging table and
+    one INSERT … ON CONFLICT DO NOTHING from it."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        types = _copy_types(table)
+        if types is not None:
+            stage = _quoted(f"new_{table.name}")
+            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {qualified(table)}) "
+                                 "ON COMMIT DELETE ROWS")
+            conn.exec_driver_sql(f"TRUNCATE {stage}")  # rows of an earlier call in this transaction
+            _copy(conn, table, types, rows, into=stage)
+            conn.exec_driver_sql(f"INSERT INTO {qualified(table)} SELECT * FROM {stage} ON CONFLICT DO NOTHING")
+            return
+        conn.execute(postgresql.insert(table).on_conflict_do_nothing(), list(rows))
+        return
+    if conn.dialect.name == "sqlite" and _sqlite_converters(table) is not None:
+        _sqlite_many(conn, table, "INSERT OR IGNORE", rows)
+        return
+    conn.execute(table.insert().prefix_with("OR IGNORE", dialect="sqlite"), list(rows))
 
 
 def insert_tuples(conn: Connection, table: Table, rows: Sequence[Sequence[Any]]) -> None:

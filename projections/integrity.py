@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Boolean, Column, Date, Index, Integer, MetaData, String, Table, Text, and_, select
+from sqlalchemy import BigInteger, Boolean, Column, Date, Index, Integer, MetaData, String, Table, Text, and_
 from sqlalchemy.engine import Connection
 
 from adapters.person_keys import PersonKeys
 from domain.case import local_date
-from projections.bulk import insert_rows, key_in, select_rows
+from projections.bulk import insert_missing_rows, insert_rows, select_rows
 from projections.ledger import write
 from projections.runner import Envelope, View
 
@@ -124,14 +124,7 @@ class IntegrityRegister(View):
         for person_key, case_id, role in dropped_links:
             conn.execute(links.delete().where(and_(links.c.person_key == person_key, links.c.case_id == case_id,
                                                    links.c.role == role)))
-        if new_links:
-            present = {
-                (r.person_key, r.case_id, r.role)
-                for r in conn.execute(select(links.c.person_key, links.c.case_id, links.c.role)
-                                      .where(key_in(conn, links.c.case_id, {k[1] for k in new_links})))
-            }
-            fresh = [v for k, v in new_links.items() if k not in present]
-            insert_rows(conn, links, fresh)
+        insert_missing_rows(conn, links, list(new_links.values()))
         insert_rows(conn, records, new_records)
 
     @staticmethod

@@ -442,7 +442,9 @@ class Projections:
         started = time.monotonic()
         done = 0
         with (rebuild_gc(), ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rebuild-{view}") as reader):
-            ahead = reader.submit(self.read_batch, view, self.position(view, generation), batch_size)
+            # The first batch is a quarter of the rest: the writer starts while the second one is read and decoded
+            # (a view whose events fit in one or two batches otherwise gets no overlap at all).
+            ahead = reader.submit(self.read_batch, view, self.position(view, generation), max(batch_size // 4, 1))
             while True:
                 prefetched = ahead.result()
                 after = prefetched[1][-1].position if prefetched[1] else prefetched[0]

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, MetaData, Numeric, String, Table, select
 
 from api.deps import Services
-from projections.bulk import insert_rows, insert_tuples, select_rows, upsert_rows
+from projections.bulk import insert_missing_rows, insert_rows, insert_tuples, select_rows, upsert_rows
 from projections.runner import as_utc
 
 AWKWARD = ["tab\there", "line\nbreak", "back\\slash", "\\N", "", "韦小明", "carriage\rreturn", "quote\"'"]
@@ -86,3 +86,18 @@ def test_rows_read_back_by_key_equal_what_sqlalchemy_reads(services: Services) -
     assert set(found) == wanted - {"absent"}
     assert found["k0"]["flag"] is True and found["k3"]["flag"] is False and found["nulls"]["on"] is None
     assert found["k7"]["on"] == date(2025, 9, 8) and as_utc(found["k7"]["at"]) == moment
+
+
+def test_rows_already_present_are_left_as_they_are(services: Services) -> None:
+    """insert_missing_rows adds rows with new keys and keeps existing ones unchanged, also when called twice in one
+    transaction (its PostgreSQL staging table is per call)."""
+    table = _table(services)
+    moment = datetime(2025, 9, 15, 1, 2, 3, tzinfo=UTC)
+    with services.engine.begin() as conn:
+        insert_rows(conn, table, [{"key": "a", "text": "first", "flag": True, "at": moment, "n": 1}])
+    with services.engine.begin() as conn:
+        insert_missing_rows(conn, table, [{"key": "a", "text": "second", "flag": False, "at": None, "n": 2},
+                                          {"key": "b", "text": "new\tone", "flag": None, "at": moment, "n": 3}])
+        insert_missing_rows(conn, table, [{"key": "c", "text": "third", "flag": True, "at": None, "n": 4}])
+    assert _read(services, table) == {"a": ("first", True, moment, 1), "b": ("new\tone", None, moment, 3),
+                                      "c": ("third", True, None, 4)}
