@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -46,9 +46,16 @@ OTHER_TOPICS = ("round.opened", "round.closed", "support_plan.plan_created", "su
 
 
 # One message to one recipient: (recipient kind: case | school | class | region, recipient key, message kind, title,
-# data). A plain tuple, as a rebuild makes one or two per event; `data` is read only (messages of one event may
-# share it).
-Message = tuple[str, str, str, str, dict[str, Any]]
+# data as JSON text). A plain tuple, as a rebuild makes one or two per event.
+Message = tuple[str, str, str, str, str]
+
+
+# A message before its data is encoded.
+Draft = tuple[str, str, str, str, dict[str, Any]]
+
+
+def _encoded(drafts: list[Draft]) -> list[Message]:
+    return [(kind, key, message_kind, title, _encode(data)) for kind, key, message_kind, title, data in drafts]
 
 
 def _encoder() -> Callable[[Any], str]:
@@ -74,6 +81,19 @@ class CaseContext:
     class_id: str
     school_region: str
     data_matched: bool = False
+    _json: tuple[str, str, str] | None = field(default=None, repr=False, compare=False)
+
+    def data_json(self) -> tuple[str, str]:
+        """The data of a message about the case to its applicant ({case_id}) and to its school ({case_id,
+        class_id}) as JSON text, encoded once per case and class (most messages carry just these)."""
+        if self._json is None or self._json[0] != self.class_id:
+            self._json = (self.class_id, _encode({"case_id": self.case_id}),
+                          _encode({"case_id": self.case_id, "class_id": self.class_id}))
+        return self._json[1], self._json[2]
+
+    def row(self) -> dict[str, Any]:
+        return {"case_id": self.case_id, "school_id": self.school_id, "class_id": self.class_id,
+                "school_region": self.school_region, "data_matched": self.data_matched}
 
 
 def _value(value: Any) -> Any:
@@ -107,27 +127,28 @@ def fan_out(kind: str, event: Any, ctx: CaseContext | None) -> list[Message]:
     if kind == "RoundOpened":
         data = {"round_id": str(event.originator_id), "kind": event.kind, "academic_year": event.academic_year,
                 "opens_on": _iso(event.opens_on), "closes_on": _iso(event.closes_on)}
-        return [("school", event.school_id, "round.opened", "认定工作已开启，请按时完成各环节", data)]
+        return _encoded([("school", event.school_id, "round.opened", "认定工作已开启，请按时完成各环节", data)])
     if kind == "RoundClosed":
-        return [("school", event.school_id, "round.closed", "认定工作已结束",
-                 {"round_id": str(event.originator_id), "closed_on": _iso(event.closed_on)})]
+        return _encoded([("school", event.school_id, "round.closed", "认定工作已结束",
+                                  {"round_id": str(event.originator_id), "closed_on": _iso(event.closed_on)})])
     if kind == "PlanCreated":
-        return [("case", event.case_id, "plan.created", "你的一人一案资助育人方案已制定",
-                 {"plan_id": str(event.originator_id), "case_id": event.case_id})]
+        return _encoded([("case", event.case_id, "plan.created", "你的一人一案资助育人方案已制定",
+                                  {"plan_id": str(event.originator_id), "case_id": event.case_id})])
     if kind == "PlanReviewed":
-        return [("case", event.case_id, "plan.reviewed", "你的资助育人方案已完成年度评估",
-                 {"plan_id": str(event.originator_id), "case_id": event.case_id})]
+        return _encoded([("case", event.case_id, "plan.reviewed", "你的资助育人方案已完成年度评估",
+                                  {"plan_id": str(event.originator_id), "case_id": event.case_id})])
     if ctx is None:
         return []
-    case = {"case_id": ctx.case_id}
-    staff = {"case_id": ctx.case_id, "class_id": ctx.class_id}
     plain = _PLAIN.get(kind)
     if plain is not None:
-        return [("case", ctx.case_id, k, title, case) if applicant else ("school", ctx.school_id, k, title, staff)
-                for applicant, k, title in plain]
+        case_json, staff_json = ctx.data_json()
+        return [("case", ctx.case_id, k, title, case_json) if applicant
+                else ("school", ctx.school_id, k, title, staff_json) for applicant, k, title in plain]
+    case = {"case_id": ctx.case_id}
+    staff = {"case_id": ctx.case_id, "class_id": ctx.class_id}
     to_applicant = ("case", ctx.case_id)
     to_school = ("school", ctx.school_id)
-    out: list[Message] = []
+    out: list[Draft] = []
     if kind == "Assessed":
         if not ctx.data_matched:
             out += [("class", f"{ctx.school_id}/{ctx.class_id}", "case.awaiting_evaluation",
@@ -168,7 +189,7 @@ def fan_out(kind: str, event: Any, ctx: CaseContext | None) -> list[Message]:
                 (*to_school, "recovery.ordered", "已下达资金追回决定", {**staff, **amount})]
     elif kind == "FundsRecovered":
         out += [(*to_applicant, "recovery.recorded", "已收到退回的资助资金", {**case, "amount": str(event.amount)})]
-    return out
+    return _encoded(out)
 
 
 class Notifications(View):
@@ -232,10 +253,10 @@ class Notifications(View):
             for seq, (recipient_kind, recipient_key, message_kind, title, data) in enumerate(
                     fan_out(kind, event, ctx)):
                 # In the column order of the messages table (insert_tuples).
-                rows.append((envelope.position, seq, recipient_kind, recipient_key, message_kind, title,
-                             _encode(data), envelope.occurred_at))
-        upsert_rows(conn, cases, "case_id", [vars(known[k]) for k in touched if k not in existing],
-                    [vars(known[k]) for k in touched if k in existing])
+                rows.append((envelope.position, seq, recipient_kind, recipient_key, message_kind, title, data,
+                             envelope.occurred_at))
+        upsert_rows(conn, cases, "case_id", [known[k].row() for k in touched if k not in existing],
+                    [known[k].row() for k in touched if k in existing])
         insert_tuples(conn, tables["messages"], rows)
 
 
