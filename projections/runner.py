@@ -44,7 +44,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from adapters.db import metadata
 from adapters.logs import get_logger
@@ -357,8 +357,9 @@ class Projections:
                 try:
                     with self.engine.begin() as conn:
                         index.create(conn, checkfirst=True)
-                except (IntegrityError, ProgrammingError):
-                    # Another runner made it at the same moment; if not, this raises again.
+                except (IntegrityError, ProgrammingError, OperationalError):
+                    # Another runner made it at the same moment (SQLite says so with an OperationalError, "index
+                    # … already exists"); if not, this raises again.
                     with self.engine.begin() as conn:
                         index.create(conn, checkfirst=True)
 
