@@ -116,8 +116,23 @@ def insert_missing_rows(conn: Connection, table: Table, rows: Sequence[Mapping[s
     conn.execute(table.insert().prefix_with("OR IGNORE", dialect="sqlite"), list(rows))
 
 
-def insert_tuples(conn: Connection, table: Table, rows: Sequence[Sequence[Any]]) -> None:
-    """`insert_rows` for rows given as values in the table's column order (no dict per row to build and read)."""
+def stored_form(conn: Connection, table: Table, name: str) -> Callable[[Any], Any]:
+    """How a value of column `name` goes to the driver in `insert_tuples(…, stored=True)`: a view that writes one
+    value into many rows (an event's time into each of its messages) converts it once."""
+    converters = _sqlite_converters(table) if conn.dialect.name == "sqlite" else None
+    converter = converters[[c.name for c in table.columns].index(name)] if converters is not None else None
+    if converter is None:
+        return _as_is
+    return lambda value: None if value is None else converter(value)
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def insert_tuples(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]], stored: bool = False) -> None:
+    """`insert_rows` for rows given as tuples of values in the table's column order (no dict per row to build and
+    read). `stored`: every value that needs it went through `stored_form` already."""
     if not rows:
         return
     if conn.dialect.name == "postgresql":
@@ -126,6 +141,11 @@ def insert_tuples(conn: Connection, table: Table, rows: Sequence[Sequence[Any]])
             _copy(conn, table, types, rows)
             return
     elif conn.dialect.name == "sqlite" and _sqlite_converters(table) is not None:
+        if stored:
+            names = [c.name for c in table.columns]
+            conn.exec_driver_sql(f"INSERT INTO {qualified(table)} ({', '.join(map(_quoted, names))}) "
+                                 f"VALUES ({', '.join('?' * len(names))})", list(rows))
+            return
         _sqlite_many(conn, table, "INSERT", rows)
         return
     names = [c.name for c in table.columns]

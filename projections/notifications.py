@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from projections.bulk import insert_tuples, select_rows, upsert_rows
+from projections.bulk import insert_tuples, select_rows, stored_form, upsert_rows
 from projections.runner import Envelope, View
 
 CASE_TOPICS = tuple(f"case.{name}" for name in (
@@ -232,6 +232,7 @@ class Notifications(View):
         existing = set(known)
         touched: set[str] = set()
         rows: list[tuple[Any, ...]] = []
+        stored_time = stored_form(conn, tables["messages"], "occurred_at")
         for envelope in batch:
             event = envelope.event
             kind = type(event).__name__
@@ -250,14 +251,15 @@ class Notifications(View):
                     known[key].data_matched = event.method == "data_match" and bool(event.confirmed)
                     touched.add(key)
                 ctx = known.get(key)
-            for seq, (recipient_kind, recipient_key, message_kind, title, data) in enumerate(
-                    fan_out(kind, event, ctx)):
-                # In the column order of the messages table (insert_tuples).
-                rows.append((envelope.position, seq, recipient_kind, recipient_key, message_kind, title, data,
-                             envelope.occurred_at))
+            messages = fan_out(kind, event, ctx)
+            if messages:
+                at = stored_time(envelope.occurred_at)
+                for seq, (recipient_kind, recipient_key, message_kind, title, data) in enumerate(messages):
+                    # In the column order of the messages table (insert_tuples).
+                    rows.append((envelope.position, seq, recipient_kind, recipient_key, message_kind, title, data, at))
         upsert_rows(conn, cases, "case_id", [known[k].row() for k in touched if k not in existing],
                     [known[k].row() for k in touched if k in existing])
-        insert_tuples(conn, tables["messages"], rows)
+        insert_tuples(conn, tables["messages"], rows, stored=True)
 
 
 def message_data(stored: Any) -> dict[str, Any]:

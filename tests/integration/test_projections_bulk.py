@@ -10,7 +10,14 @@ import pytest
 from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, MetaData, Numeric, String, Table, select
 
 from api.deps import Services
-from projections.bulk import insert_missing_rows, insert_rows, insert_tuples, select_rows, upsert_rows
+from projections.bulk import (
+    insert_missing_rows,
+    insert_rows,
+    insert_tuples,
+    select_rows,
+    stored_form,
+    upsert_rows,
+)
 from projections.runner import as_utc
 
 AWKWARD = ["tab\there", "line\nbreak", "back\\slash", "\\N", "", "韦小明", "carriage\rreturn", "quote\"'"]
@@ -101,3 +108,18 @@ def test_rows_already_present_are_left_as_they_are(services: Services) -> None:
         insert_missing_rows(conn, table, [{"key": "c", "text": "third", "flag": True, "at": None, "n": 4}])
     assert _read(services, table) == {"a": ("first", True, moment, 1), "b": ("new\tone", None, moment, 3),
                                       "c": ("third", True, None, 4)}
+
+
+def test_values_converted_once_by_the_view_read_back_the_same(services: Services) -> None:
+    """insert_tuples(stored=True): a view converts a value shared by many rows once (stored_form); the rows read
+    back exactly as rows whose values the bulk writer converted itself."""
+    table = _table(services)
+    moment = datetime(2025, 9, 15, 1, 2, 3, 456789, tzinfo=UTC)
+    with services.engine.begin() as conn:
+        insert_tuples(conn, table, [("own", "x", True, moment, 1), ("none", None, None, None, None)])
+        stored = stored_form(conn, table, "at")
+        insert_tuples(conn, table, [("once", "x", True, stored(moment), 1), ("nulls", None, None, stored(None), None)],
+                      stored=True)
+    rows = _read(services, table)
+    assert rows["once"] == rows["own"] == ("x", True, moment, 1)
+    assert rows["nulls"] == rows["none"] == (None, None, None, None)
