@@ -195,7 +195,8 @@ def fan_out(kind: str, event: Any, ctx: CaseContext | None) -> list[Message]:
 class Notifications(View):
     name: ClassVar[str] = "notifications"
     # 2: `data` is JSON text written by the view (so rows go in by COPY / C executemany; read with message_data).
-    schema_version: ClassVar[int] = 2
+    # 3: on SQLite a WITHOUT ROWID table.
+    schema_version: ClassVar[int] = 3
     topics: ClassVar[tuple[str, ...]] = CASE_TOPICS + OTHER_TOPICS
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
@@ -217,6 +218,9 @@ class Notifications(View):
             Column("title", String(200), nullable=False),
             Column("data", Text, nullable=False),
             Column("occurred_at", DateTime(timezone=True), nullable=False),
+            # SQLite: the rows live in their primary key's B-tree (one tree written per row, not a rowid table and
+            # a key index beside it).
+            sqlite_with_rowid=False,
         )
         Index(f"ix_notifications{suffix}_inbox", messages.c.recipient_kind, messages.c.recipient_key,
               messages.c.position)
