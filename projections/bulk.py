@@ -76,9 +76,11 @@ def select_rows(conn: Connection, table: Table, key: str, keys: Collection[str])
             for r in conn.execute(select(table).where(table.c[key].in_(list(keys))))}
 
 
-def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Appends rows (every column of the table, by name; a missing key is NULL). A row whose key is already
-    present fails the batch, as a plain INSERT would."""
+def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]],
+                stored: bool = False) -> None:
+    """Appends rows: mappings by column name (a missing key is NULL), or tuples of every column's value in the
+    table's order (no dict per row to build and read). A row whose key is already present fails the batch, as a
+    plain INSERT would. `stored` (tuples only): every value that needs it went through `stored_form` already."""
     if not rows:
         return
     if conn.dialect.name == "postgresql":
@@ -87,9 +89,16 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
             _copy(conn, table, types, rows)
             return
     elif conn.dialect.name == "sqlite" and _sqlite_converters(table) is not None:
+        if stored and not isinstance(rows[0], Mapping):
+            names = [c.name for c in table.columns]
+            conn.exec_driver_sql(f"INSERT INTO {qualified(table)} ({', '.join(map(_quoted, names))}) "
+                                 f"VALUES ({', '.join('?' * len(names))})", list(rows))
+            return
         _sqlite_many(conn, table, "INSERT", rows)
         return
-    conn.execute(table.insert(), list(rows))
+    names = [c.name for c in table.columns]
+    conn.execute(table.insert(), [dict(r) if isinstance(r, Mapping) else dict(zip(names, r, strict=True))
+                                  for r in rows])
 
 
 def insert_missing_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -117,7 +126,7 @@ def insert_missing_rows(conn: Connection, table: Table, rows: Sequence[Mapping[s
 
 
 def stored_form(conn: Connection, table: Table, name: str) -> Callable[[Any], Any]:
-    """How a value of column `name` goes to the driver in `insert_tuples(…, stored=True)`: a view that writes one
+    """How a value of column `name` goes to the driver in `insert_rows(…, stored=True)`: a view that writes one
     value into many rows (an event's time into each of its messages) converts it once."""
     converters = _sqlite_converters(table) if conn.dialect.name == "sqlite" else None
     converter = converters[[c.name for c in table.columns].index(name)] if converters is not None else None
@@ -128,28 +137,6 @@ def stored_form(conn: Connection, table: Table, name: str) -> Callable[[Any], An
 
 def _as_is(value: Any) -> Any:
     return value
-
-
-def insert_tuples(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]], stored: bool = False) -> None:
-    """`insert_rows` for rows given as tuples of values in the table's column order (no dict per row to build and
-    read). `stored`: every value that needs it went through `stored_form` already."""
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        types = _copy_types(table)
-        if types is not None:
-            _copy(conn, table, types, rows)
-            return
-    elif conn.dialect.name == "sqlite" and _sqlite_converters(table) is not None:
-        if stored:
-            names = [c.name for c in table.columns]
-            conn.exec_driver_sql(f"INSERT INTO {qualified(table)} ({', '.join(map(_quoted, names))}) "
-                                 f"VALUES ({', '.join('?' * len(names))})", list(rows))
-            return
-        _sqlite_many(conn, table, "INSERT", rows)
-        return
-    names = [c.name for c in table.columns]
-    conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
 
 
 def upsert_rows(conn: Connection, table: Table, key: str, new: Sequence[Mapping[str, Any]],

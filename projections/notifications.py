@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from projections.bulk import insert_tuples, select_rows, stored_form, upsert_rows
+from projections.bulk import insert_rows, select_rows, stored_form, upsert_rows
 from projections.runner import Envelope, View
 
 CASE_TOPICS = tuple(f"case.{name}" for name in (
@@ -259,11 +259,11 @@ class Notifications(View):
             if messages:
                 at = stored_time(envelope.occurred_at)
                 for seq, (recipient_kind, recipient_key, message_kind, title, data) in enumerate(messages):
-                    # In the column order of the messages table (insert_tuples).
+                    # In the column order of the messages table (insert_rows).
                     rows.append((envelope.position, seq, recipient_kind, recipient_key, message_kind, title, data, at))
         upsert_rows(conn, cases, "case_id", [known[k].row() for k in touched if k not in existing],
                     [known[k].row() for k in touched if k in existing])
-        insert_tuples(conn, tables["messages"], rows, stored=True)
+        insert_rows(conn, tables["messages"], rows, stored=True)
 
 
 def message_data(stored: Any) -> dict[str, Any]:

@@ -211,16 +211,21 @@ def _persistence(services: Services, generation: int) -> set[str]:
                                         {"n": names}).scalars())
 
 
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_a_rebuild_fills_unlogged_tables_and_logs_them_once_at_the_switch(services: Services) -> None:
-    """PostgreSQL: a building generation skips the write-ahead log; it is written to the log (with its storage
-    options) before its indexes are built and it answers queries."""
-    for seq in range(1, 6):
+def _rebuild_started(services: Services, cases: int) -> tuple[Projections, str, int]:
+    """`cases` cases walked and indexed; (projections, the case index's checksum, a new building generation)."""
+    for seq in range(1, cases + 1):
         _walk(services, seq)
     projections = services.projections
     projections.catch_up()
     before = projections.checksum("case_index")
-    building = projections.start_rebuild("case_index")
+    return projections, before, projections.start_rebuild("case_index")
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_rebuild_fills_unlogged_tables_and_logs_them_once_at_the_switch(services: Services) -> None:
+    """PostgreSQL: a building generation skips the write-ahead log; it is written to the log (with its storage
+    options) before its indexes are built and it answers queries."""
+    projections, before, building = _rebuild_started(services, cases=5)
     projections.step("case_index", building, limit=4)
     assert _persistence(services, building) == {"u"}
     projections.rebuild("case_index", batch_size=3)
@@ -240,12 +245,7 @@ def test_a_rebuild_whose_unlogged_tables_a_crash_emptied_starts_again(services: 
     fork), while the generation's position (logged) survives. Simulated here by emptying them the same way: the
     rebuild must not carry on from that position over missing rows, but start again and end equal to a clean
     build, row for row."""
-    for seq in range(1, 9):
-        _walk(services, seq)
-    projections = services.projections
-    projections.catch_up()
-    before = projections.checksum("case_index")
-    building = projections.start_rebuild("case_index")
+    projections, before, building = _rebuild_started(services, cases=8)
     for _ in range(3):
         projections.step("case_index", building, limit=4)
     assert projections.position("case_index", building) == 12

@@ -13,7 +13,6 @@ from api.deps import Services
 from projections.bulk import (
     insert_missing_rows,
     insert_rows,
-    insert_tuples,
     select_rows,
     stored_form,
     upsert_rows,
@@ -84,7 +83,7 @@ def test_rows_read_back_by_key_equal_what_sqlalchemy_reads(services: Services) -
     rows = [(f"k{i}", text, i % 2 == 0, moment, date(2025, 9, 1 + i), i) for i, text in enumerate(AWKWARD)]
     rows += [("nulls", None, None, None, None, None)] + [(f"bulk{i}", "x", True, moment, None, i) for i in range(3000)]
     with services.engine.begin() as conn:
-        insert_tuples(conn, table, rows)  # values in column order
+        insert_rows(conn, table, rows)  # values in column order
     wanted = {"k0", "k3", "k7", "nulls", "bulk2999", "absent", *(f"bulk{i}" for i in range(0, 3000, 2))}
     with services.engine.connect() as conn:
         found = select_rows(conn, table, "key", wanted)
@@ -111,14 +110,14 @@ def test_rows_already_present_are_left_as_they_are(services: Services) -> None:
 
 
 def test_values_converted_once_by_the_view_read_back_the_same(services: Services) -> None:
-    """insert_tuples(stored=True): a view converts a value shared by many rows once (stored_form); the rows read
+    """insert_rows(stored=True): a view converts a value shared by many rows once (stored_form); the rows read
     back exactly as rows whose values the bulk writer converted itself."""
     table = _table(services)
     moment = datetime(2025, 9, 15, 1, 2, 3, 456789, tzinfo=UTC)
     with services.engine.begin() as conn:
-        insert_tuples(conn, table, [("own", "x", True, moment, 1), ("none", None, None, None, None)])
+        insert_rows(conn, table, [("own", "x", True, moment, 1), ("none", None, None, None, None)])
         stored = stored_form(conn, table, "at")
-        insert_tuples(conn, table, [("once", "x", True, stored(moment), 1), ("nulls", None, None, stored(None), None)],
+        insert_rows(conn, table, [("once", "x", True, stored(moment), 1), ("nulls", None, None, stored(None), None)],
                       stored=True)
     rows = _read(services, table)
     assert rows["once"] == rows["own"] == ("x", True, moment, 1)
