@@ -1,19 +1,15 @@
 """The one projection runner every view uses: batches from the notification log, exactly once.
 
-Each view owns physical tables per *generation* (`<base>_g<N>`). A generation's tracking row in `projection_state`
-holds its log position; a batch of events is applied and the position moved in ONE transaction, so a crash anywhere
-repeats and loses nothing. The batch is read from the position seen before the transaction, and the transaction
-applies it only if a compare-and-set on the tracking row (which takes its lock: a row lock on PostgreSQL, the write
-lock on SQLite) still finds that position: two runners on one view never both apply a batch.
+Each view owns physical tables per *generation* (`<base>_g<N>`). A generation's tracking row in
+`projection_state` holds its log position; a batch of events is applied and the position moved in ONE transaction,
+so a crash anywhere repeats and loses nothing. The batch is read from the position seen before the transaction,
+and the transaction applies it only if a compare-and-set on the tracking row (which takes its lock: a row lock on
+PostgreSQL, the write lock on SQLite) still finds that position: two runners on one view never both apply a batch.
 
 Rebuilds write a new generation beside the active one and switch over when it has caught up, so queries keep
 answering from the old tables meanwhile; the new tables are filled without their secondary indexes, which are built
-just before the switch. On PostgreSQL they are also UNLOGGED while they fill (no write-ahead log for rows that are
-rewritten batch after batch; `SET LOGGED` writes each table to the log once, at the switch). A server crash empties
-unlogged tables, so each building generation has a row in the unlogged `projection_unlogged` table, emptied by the
-same crash: a generation whose row is gone starts again from position 0 instead of carrying on over lost rows. A
-view whose `schema_version` changed is rebuilt at start-up (its old tables are never migrated by hand). Read-your-
-writes: `wait_for` helps a query's view reach a command's log position.
+just before the switch. A view whose `schema_version` changed is rebuilt at start-up (its old tables are never
+migrated by hand). Read-your-writes: `wait_for` helps a query's view reach a command's log position.
 """
 
 from __future__ import annotations
@@ -49,7 +45,6 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from adapters.db import metadata
 from adapters.logs import get_logger
 from adapters.store import CaseStore
-from projections.bulk import qualified
 
 projection_state = Table(
     "projection_state",
@@ -62,9 +57,6 @@ projection_state = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
-
-# PostgreSQL: one row per building generation whose tables are unlogged (see the module's doc).
-UNLOGGED_MARKS = "projection_unlogged"
 
 RETIRED_GRACE = timedelta(seconds=10)  # queries that resolved the old generation finish before its tables go
 # Events per rebuild transaction. Each batch pays fixed costs (the tracking row, every count it moves, rows of
@@ -179,10 +171,6 @@ class Projections:
                 # then indexing it costs far less than keeping every index in step with every batch.
                 for index in table.indexes:
                     index.drop(conn, checkfirst=True)
-                if self.unlogged:
-                    conn.exec_driver_sql(f"ALTER TABLE {qualified(table)} SET UNLOGGED")
-        if status == "building" and self.unlogged:
-            self._mark_unlogged(conn, view, generation)
         now = datetime.now(UTC)
         conn.execute(insert(projection_state).values(view=view, generation=generation,
                                                      schema_version=self.views[view].schema_version,
@@ -202,17 +190,8 @@ class Projections:
                 time.sleep(0.2)
         self._drop_retired()
 
-    @property
-    def unlogged(self) -> bool:
-        """Whether rebuilds fill unlogged tables (PostgreSQL)."""
-        return self.engine.dialect.name == "postgresql"
-
     def _ensure(self) -> None:
         with self.engine.begin() as conn:
-            if self.unlogged:
-                conn.exec_driver_sql(f"CREATE UNLOGGED TABLE IF NOT EXISTS {UNLOGGED_MARKS} ("
-                                     "view VARCHAR(64) NOT NULL, generation INTEGER NOT NULL, "
-                                     "PRIMARY KEY (view, generation))")
             rows = conn.execute(select(projection_state)).all()
             for name, view in self.views.items():
                 mine = [r for r in rows if r.view == name and r.status != "retired"]
@@ -293,9 +272,6 @@ class Projections:
                                    .values(updated_at=datetime.now(UTC)))
             if touched.rowcount == 0:
                 return 0, position
-            if row.status == "building" and self.unlogged and not self._intact(conn, view, generation):
-                self._restart(conn, view, generation)
-                return 0, 0
             spec.handle(conn, tables, batch)
             conn.execute(update(projection_state).where(key).values(position=batch[-1].position))
         self.log.debug("projection_batch", view=view, generation=generation, events=len(batch),
@@ -368,8 +344,6 @@ class Projections:
         if self._status(view, generation) != "building" or not self._caught_up(
                 view, self.position(view, generation), head):
             return False
-        if self.unlogged and not self._make_logged(view, generation):
-            return False
         self._create_indexes(view, generation)  # before it answers queries, outside the switch's transaction
         with self.engine.begin() as conn:
             conn.execute(update(projection_state).where(projection_state.c.view == view,
@@ -378,9 +352,6 @@ class Projections:
             row = conn.execute(select(projection_state).where(projection_state.c.view == view,
                                                               projection_state.c.generation == generation)).one()
             if row.status != "building" or not self._caught_up(view, int(row.position), head):
-                return False
-            if self.unlogged and not self._intact(conn, view, generation):
-                self._restart(conn, view, generation)
                 return False
             now = datetime.now(UTC)
             conn.execute(update(projection_state).where(projection_state.c.view == view,
@@ -417,9 +388,6 @@ class Projections:
                         table.drop(conn, checkfirst=True)
                 conn.execute(projection_state.delete().where(projection_state.c.view == row.view,
                                                              projection_state.c.generation == row.generation))
-                if self.unlogged:
-                    conn.exec_driver_sql(f"DELETE FROM {UNLOGGED_MARKS} WHERE view = %(view)s AND generation = "
-                                         "%(generation)s", {"view": row.view, "generation": row.generation})
 
     def start_rebuild(self, view: str) -> int:
         """Creates a new generation that the runner fills from position 0 and switches to when caught up."""
@@ -453,8 +421,6 @@ class Projections:
                 applied, position = self._step(view, generation, batch_size, prefetched)
                 if position is None:
                     raise RuntimeError(f"generation {generation} of {view} was retired by another process")
-                if position != after:  # another runner moved it, or it started again: read ahead from there
-                    ahead = reader.submit(self.read_batch, view, position, batch_size)
                 done += applied
                 elapsed = max(time.monotonic() - started, 1e-6)
                 progress = Progress(view, generation, position, self.head(), done, done / elapsed)
@@ -465,52 +431,6 @@ class Projections:
                     # Switched here, or by another process rebuilding the same generation.
                     self._drop_retired()
                     return progress
-
-    def _mark_unlogged(self, conn: Connection, view: str, generation: int) -> None:
-        conn.exec_driver_sql(f"INSERT INTO {UNLOGGED_MARKS} (view, generation) VALUES (%(view)s, %(generation)s) "
-                             "ON CONFLICT DO NOTHING", {"view": view, "generation": generation})
-
-    def _intact(self, conn: Connection, view: str, generation: int) -> bool:
-        """A building generation's rows are all there: it is still marked (no crash emptied its unlogged tables
-        since it was made), or its tables are logged already (`_make_logged`)."""
-        params = {"view": view, "generation": generation}
-        if conn.exec_driver_sql(f"SELECT 1 FROM {UNLOGGED_MARKS} WHERE view = %(view)s AND "
-                                "generation = %(generation)s", params).first() is not None:
-            return True
-        names = [qualified(t) for t in self.tables_of(view, generation).values()]
-        kinds = conn.exec_driver_sql("SELECT relpersistence FROM pg_class WHERE oid = ANY(%(names)s::regclass[])",
-                                     {"names": names}).scalars().all()
-        return len(kinds) == len(names) and all(k == "p" for k in kinds)
-
-    def _make_logged(self, view: str, generation: int) -> bool:
-        """A caught-up rebuild's tables written to the log once (before their indexes are built, which are then
-        logged as made), in one transaction: committed logged and unmarked, or still unlogged and marked. False
-        if a crash had emptied them (the rebuild starts again) or the generation is no longer building."""
-        key = and_(projection_state.c.view == view, projection_state.c.generation == generation)
-        with self.engine.begin() as conn:
-            conn.execute(update(projection_state).where(key).values(updated_at=datetime.now(UTC)))  # its lock
-            if conn.execute(select(projection_state.c.status).where(key)).scalar() != "building":
-                return False
-            if not self._intact(conn, view, generation):
-                self._restart(conn, view, generation)
-                return False
-            for table in self.tables_of(view, generation).values():
-                conn.exec_driver_sql(f"ALTER TABLE {qualified(table)} SET LOGGED")
-            conn.exec_driver_sql(f"DELETE FROM {UNLOGGED_MARKS} WHERE view = %(view)s AND "
-                                 "generation = %(generation)s", {"view": view, "generation": generation})
-        return True
-
-    def _restart(self, conn: Connection, view: str, generation: int) -> None:
-        """A building generation whose unlogged tables a server crash emptied: from position 0 again (inside the
-        caller's transaction, which holds the generation's tracking row)."""
-        for table in self.tables_of(view, generation).values():
-            conn.exec_driver_sql(f"TRUNCATE {qualified(table)}")
-        self._mark_unlogged(conn, view, generation)
-        conn.execute(update(projection_state).where(projection_state.c.view == view,
-                                                    projection_state.c.generation == generation)
-                     .values(position=0, updated_at=datetime.now(UTC)))
-        self.log.warning("projection_rebuild_restarted", view=view, generation=generation,
-                         reason="unlogged tables emptied by a database restart after a crash")
 
     def _status(self, view: str, generation: int) -> str | None:
         with self.engine.connect() as conn:
