@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Column, Date, Index, Integer, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Column, Date, Index, Integer, MetaData, String, Table
 from sqlalchemy.engine import Connection
 
 from adapters.person_keys import PersonKeys
+from projections.bulk import select_rows
 from projections.ledger import STATUS_TOPICS, track_status, write
 from projections.runner import Envelope, View
 
@@ -69,10 +70,7 @@ class HomeVisits(View):
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
         cases_table = tables["cases"]
         ids = {e.case_key for e in batch}
-        rows: dict[str, dict[str, Any]] = {
-            r.case_id: dict(r._mapping)
-            for r in conn.execute(select(cases_table).where(cases_table.c.case_id.in_(ids)))
-        }
+        rows: dict[str, dict[str, Any]] = select_rows(conn, cases_table, "case_id", ids)
         existing = set(rows)
         visits = []
         for envelope in batch:
