@@ -262,7 +262,7 @@ class Projections:
         else:
             batch = self.read_batch(view, position, limit)[1]
         if not batch:
-            return 0, position
+            return 0, self._skip_unread(view, generation, position) if spec.topics else position
         with self.engine.begin() as conn:
             # Compare-and-set under the row's lock: if another runner moved this generation since the read above,
             # nothing is applied here (exactly once), and the next step reads from where that runner stopped.
@@ -277,6 +277,25 @@ class Projections:
         self.log.debug("projection_batch", view=view, generation=generation, events=len(batch),
                        position=batch[-1].position)
         return len(batch), batch[-1].position
+
+    def _skip_unread(self, view: str, generation: int, position: int) -> int:
+        """A view that reads some topics only, with none of them after `position`: its position moves up to the
+        log's head, over the events it does not read. Otherwise it rests at its last event, and every check of
+        whether it has caught up (`_caught_up`, for each read-your-writes query) scans the whole, ever longer,
+        stretch of log since then for its topics. The head is read first: the store writes in notification order
+        (PostgreSQL's recorder holds a table lock until commit; SQLite has one writer), so every event up to it is
+        visible to the scan that follows."""
+        head = self.head()
+        if head <= position or self.store.recorder.select_notifications(
+                start=position + 1, limit=1, stop=head, topics=self.views[view].topics):
+            return position
+        key = and_(projection_state.c.view == view, projection_state.c.generation == generation)
+        with self.engine.begin() as conn:
+            moved = conn.execute(update(projection_state)
+                                 .where(key, projection_state.c.status != "retired",
+                                        projection_state.c.position == position)
+                                 .values(position=head, updated_at=datetime.now(UTC)))
+        return head if moved.rowcount else position
 
     def _envelope(self, notification: Notification) -> Envelope:
         return Envelope(position=notification.id, topic=notification.topic,
