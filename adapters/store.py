@@ -380,7 +380,7 @@ class CaseStore(Application[UUID]):
         # After the write: a read of the lookup cache racing this save then keeps nothing (CaseCache.read_through).
         self.lookup_cache.forget_all({e.originator_id for e in processing_event.events})
         # One case saved: a command, whose case is likely to get the next command too; it is cached. Many saved
-        # at once: a batch step, whose cases' next step is another batch (which reads them in bulk); pickling each
+        # at once: a batch step, whose cases' next step is another batch (which reads them in bulk); copying each
         # would cost more than it saves, so any older copies of them are only forgotten.
         single = len(processing_event.aggregates) == 1
         for aggregate in processing_event.aggregates.values():

@@ -89,12 +89,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
             _copy(conn, table, types, rows)
             return
     elif conn.dialect.name == "sqlite" and _sqlite_converters(table) is not None:
-        if stored and not isinstance(rows[0], Mapping):
-            names = [c.name for c in table.columns]
-            conn.exec_driver_sql(f"INSERT INTO {qualified(table)} ({', '.join(map(_quoted, names))}) "
-                                 f"VALUES ({', '.join('?' * len(names))})", list(rows))
-            return
-        _sqlite_many(conn, table, "INSERT", rows)
+        _sqlite_many(conn, table, "INSERT", rows, stored=stored and not isinstance(rows[0], Mapping))
         return
     names = [c.name for c in table.columns]
     conn.execute(table.insert(), [dict(r) if isinstance(r, Mapping) else dict(zip(names, r, strict=True))
@@ -290,27 +285,25 @@ def _sqlite_readers(table: Table) -> list[Callable[[Any], Any] | None] | None:
 
 
 def _sqlite_many(conn: Connection, table: Table, verb: str,
-                 rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]]) -> None:
+                 rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]], stored: bool = False) -> None:
+    """`stored`: rows are tuples whose values went through `stored_form` already, sent as they are."""
     converters = _sqlite_converters(table)
     assert converters is not None
     names = [c.name for c in table.columns]
     statement = (f"{verb} INTO {qualified(table)} ({', '.join(map(_quoted, names))}) "
                  f"VALUES ({', '.join('?' * len(names))})")
+    if stored:
+        conn.exec_driver_sql(statement, list(rows))
+        return
     converted = [(i, f) for i, f in enumerate(converters) if f is not None]
-    # The hot loop of every SQLite rebuild: values by C-level map, converters only where needed, and a value
-    # converted once when consecutive rows share it (the messages of one event share its time).
-    last: list[tuple[Any, Any]] = [(None, None)] * len(converted)
+    # The hot loop of every SQLite rebuild: values by C-level map, converters only where needed.
     by_name = bool(rows) and isinstance(rows[0], Mapping)
     params: list[tuple[Any, ...]] = []
     for row in rows:
         values = list(map(row.get, names)) if by_name else list(row)  # type: ignore[union-attr]
-        for j, (i, f) in enumerate(converted):
+        for i, f in converted:
             if (v := values[i]) is not None:
-                seen, result = last[j]
-                if v is not seen:
-                    result = f(v)
-                    last[j] = (v, result)
-                values[i] = result
+                values[i] = f(v)
         params.append(tuple(values))
     conn.exec_driver_sql(statement, params)
 
