@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from adapters.registries import SubjectKeys
 from domain.case import local_date
-from projections.bulk import fold_per_case
+from projections.bulk import RowCache, fold_per_case
 from projections.runner import Envelope, View
 
 TOPICS = ("case.applied", "case.amended", "case.verified", "case.withdrawn")
@@ -40,6 +40,7 @@ class CaseKeys(View):
 
     def __init__(self, keys: SubjectKeys) -> None:
         self.keys = keys
+        self.cache = RowCache()
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
         table = Table(
@@ -61,7 +62,7 @@ class CaseKeys(View):
         return {"keys": table}
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
-        fold_per_case(conn, tables["keys"], batch, self._apply)
+        fold_per_case(conn, tables["keys"], batch, self._apply, self.cache)
 
     def _apply(self, rows: dict[str, dict[str, Any]], envelope: Envelope) -> None:
         event = envelope.event

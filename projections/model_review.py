@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from projections.bulk import fold_per_case
+from projections.bulk import RowCache, fold_per_case
 from projections.runner import Envelope, View
 
 TOPICS = ("case.applied", "case.amended", "case.withdrawn", "case.assessed", "case.rated",
@@ -42,6 +42,9 @@ class AssessmentOutcomes(View):
     name: ClassVar[str] = "assessment_outcomes"
     schema_version: ClassVar[int] = 1
     topics: ClassVar[tuple[str, ...]] = TOPICS
+
+    def __init__(self) -> None:
+        self.cache = RowCache()
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
         table = Table(
@@ -67,7 +70,7 @@ class AssessmentOutcomes(View):
         return {"outcomes": table}
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
-        fold_per_case(conn, tables["outcomes"], batch, self._apply)
+        fold_per_case(conn, tables["outcomes"], batch, self._apply, self.cache)
 
     @staticmethod
     def _apply(rows: dict[str, dict[str, Any]], envelope: Envelope) -> None:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from sqlalchemy import BigInteger, Column, Date, Index, Integer, MetaData, String, Table, select
 from sqlalchemy.engine import Connection
 
-from projections.bulk import fold_per_case
+from projections.bulk import RowCache, fold_per_case
 from projections.runner import Envelope, View
 
 # The events that move a case on or off the board; every other event leaves this view untouched.
@@ -36,6 +36,9 @@ class Notices(View):
     name: ClassVar[str] = "notices"
     schema_version: ClassVar[int] = 1
     topics: ClassVar[tuple[str, ...]] = TOPICS
+
+    def __init__(self) -> None:
+        self.cache = RowCache()
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
         table = Table(
@@ -62,7 +65,7 @@ class Notices(View):
         return {"notices": table}
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
-        fold_per_case(conn, tables["notices"], batch, _apply)
+        fold_per_case(conn, tables["notices"], batch, _apply, self.cache)
 
 
 def _apply(rows: dict[str, dict[str, Any]], envelope: Envelope) -> None:

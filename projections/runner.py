@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -109,6 +110,36 @@ def rebuild_gc() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
+@dataclass
+class Batch:
+    """What the runner tells a view about the batch its `handle` is applying (`current_batch()`; None when a view
+    is driven directly, as unit tests do)."""
+
+    view: str
+    generation: int
+    position: int  # the generation's position before this batch
+    after: int  # and once it commits
+    building: bool  # a rebuild's generation: no query reads it until `finish_building` and the switch
+    on_commit: list[Callable[[], None]] = field(default_factory=list)  # run after the batch committed, in order
+
+
+_batch: ContextVar[Batch | None] = ContextVar("zizhu_projection_batch", default=None)
+
+
+def current_batch() -> Batch | None:
+    return _batch.get()
+
+
+@contextmanager
+def applying(batch: Batch) -> Iterator[Batch]:
+    """Makes `batch` the current one for the views' `handle` calls inside (the runner's transaction)."""
+    reset = _batch.set(batch)
+    try:
+        yield batch
+    finally:
+        _batch.reset(reset)
+
+
 class View:
     """Base of every read model. Subclasses name themselves, declare tables per generation, and apply batches."""
 
@@ -121,6 +152,10 @@ class View:
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
         raise NotImplementedError
+
+    def finish_building(self, conn: Connection, tables: dict[str, Table]) -> None:
+        """Called in the transaction that switches a rebuilt generation in, caught up: a view may leave tables
+        that only summarise its rows (counts) empty while building, and fill them here in one statement."""
 
 
 @dataclass
@@ -263,17 +298,21 @@ class Projections:
             batch = self.read_batch(view, position, limit)[1]
         if not batch:
             return 0, self._skip_unread(view, generation, position) if spec.topics else position
-        with self.engine.begin() as conn:
+        context = Batch(view, generation, position, batch[-1].position, row.status == "building")
+        with applying(context), self.engine.begin() as conn:
             # Compare-and-set under the row's lock: if another runner moved this generation since the read above,
-            # nothing is applied here (exactly once), and the next step reads from where that runner stopped.
+            # nothing is applied here (exactly once), and the next step reads from where that runner stopped. The
+            # status too: a batch applied as building must not land in a generation that has switched meanwhile.
             touched = conn.execute(update(projection_state)
-                                   .where(key, projection_state.c.status != "retired",
+                                   .where(key, projection_state.c.status == row.status,
                                           projection_state.c.position == position)
                                    .values(updated_at=datetime.now(UTC)))
             if touched.rowcount == 0:
                 return 0, position
             spec.handle(conn, tables, batch)
             conn.execute(update(projection_state).where(key).values(position=batch[-1].position))
+        for committed in context.on_commit:
+            committed()
         self.log.debug("projection_batch", view=view, generation=generation, events=len(batch),
                        position=batch[-1].position)
         return len(batch), batch[-1].position
@@ -372,6 +411,7 @@ class Projections:
                                                               projection_state.c.generation == generation)).one()
             if row.status != "building" or not self._caught_up(view, int(row.position), head):
                 return False
+            self.views[view].finish_building(conn, self.tables_of(view, generation))
             now = datetime.now(UTC)
             conn.execute(update(projection_state).where(projection_state.c.view == view,
                                                         projection_state.c.status == "active")

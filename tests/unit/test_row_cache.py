@@ -1,0 +1,125 @@
+"""Rows a view keeps in memory between batches (projections.bulk.RowCache): used only while they are what the table
+holds, i.e. while nothing but this process's committed batches moved the generation; and counts a rebuild leaves
+for its switch (CaseIndex.finish_building)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from contextlib import nullcontext
+from datetime import date
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from domain.values import VerificationMethod
+from projections import bulk
+from projections.case_index import CaseIndex
+from projections.runner import Batch, Envelope, applying
+from tests.support import STAFF
+from tests.unit.case_steps import Steps
+from tests.unit.projection_harness import ViewHarness, harness
+
+
+def _batch(h: ViewHarness, view: CaseIndex, envelopes: Sequence[Envelope], position: int,
+           building: bool = False, fail: bool = False) -> None:
+    """One runner batch: `view` applies `envelopes` to the generation at `position`; it commits unless `fail`."""
+    context = Batch("case_index", 1, position, envelopes[-1].position, building)
+    with pytest.raises(RuntimeError) if fail else nullcontext(), applying(context), h.engine.begin() as conn:
+        view.handle(conn, h.tables, envelopes)
+        if fail:
+            raise RuntimeError("the batch's transaction fails after the view applied it")
+    if not fail:
+        for committed in context.on_commit:
+            committed()
+
+
+def _reads(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The keys each batch read back from the database."""
+    seen: list[set[str]] = []
+    original = bulk.select_rows
+
+    def select_rows(conn: Any, table: Any, key: str, keys: Collection[str]) -> dict[str, dict[str, Any]]:
+        seen.append(set(keys))
+        return original(conn, table, key, keys)
+
+    monkeypatch.setattr(bulk, "select_rows", select_rows)
+    return seen
+
+
+def _row(h: ViewHarness, steps: Steps) -> dict[str, Any]:
+    return {r["case_id"]: r for r in h.rows("cases")}[str(steps.case.id)]
+
+
+def test_a_batch_reads_back_only_the_rows_this_process_has_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    one, two = Steps.apply(1), Steps.apply(2)
+    view = CaseIndex()
+    with harness(view) as h:
+        reads = _reads(monkeypatch)
+        first = h.envelopes([*one.events, *two.events])
+        _batch(h, view, first, 0)
+        one.verify("minimum_living_allowance")
+        _batch(h, view, h.envelopes(one.events[-1:]), first[-1].position)
+        # The first batch looked for its (new) cases; the second found the row it needed kept.
+        assert reads == [{str(one.case.id), str(two.case.id)}, set()]
+        assert _row(h, one)["status"] == "verified" and _row(h, one)["version"] == 2
+        # Outside a runner's batch the view reads through, as before.
+        two.verify("minimum_living_allowance")
+        h.feed(two.events[-1:])
+        assert reads[-1] == {str(two.case.id)}
+
+
+def test_kept_rows_are_not_used_once_another_runner_moved_the_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps.apply(1)
+    mine, other = CaseIndex(), CaseIndex()  # two runners' views over one table
+    with harness(mine) as h:
+        reads = _reads(monkeypatch)
+        applied = h.envelopes(steps.events)
+        _batch(h, mine, applied, 0)
+        # The other runner applies the next batch: the case is verified by data matching.
+        steps.verify("minimum_living_allowance", method=VerificationMethod.DATA_MATCH)
+        verified = h.envelopes(steps.events[-1:])
+        _batch(h, other, verified, applied[-1].position)
+        steps.assess()
+        _batch(h, mine, h.envelopes(steps.events[-1:]), verified[-1].position)
+        row = _row(h, steps)
+    assert reads[-1] == {str(steps.case.id)}  # read back, not taken from what this runner kept
+    assert (row["status"], row["data_matched"], row["version"]) == ("assessed", True, 3)
+
+
+def test_rows_changed_by_a_batch_that_failed_are_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps.apply(1).rated().publicize()
+    view = CaseIndex()
+    with harness(view) as h:
+        reads = _reads(monkeypatch)
+        first = h.envelopes(steps.events)
+        _batch(h, view, first, 0)
+        steps.case.raise_objection(objection_id="o1", grounds="owns a car", objector="h", today=date(2025, 9, 29),
+                                   actor=STAFF, now=steps.now())
+        objected = h.envelopes(steps.collect())
+        _batch(h, view, objected, first[-1].position, fail=True)  # the fold changed the kept row, then rolled back
+        _batch(h, view, objected, first[-1].position)  # the runner applies the same batch again
+        row = _row(h, steps)
+    assert reads[-1] == {str(steps.case.id)}
+    assert (row["status"], row["open_objections"]) == ("in_publicity", 1)
+
+
+def test_a_rebuild_counts_once_it_has_caught_up_and_gets_the_same_counts() -> None:
+    cases = [Steps.apply(1).rated(), Steps.apply(2).verify("minimum_living_allowance").assess(), Steps.apply(3)]
+    events = [e for c in cases for e in c.events]
+    with harness(CaseIndex()) as counted:
+        counted.feed(events, batch_size=2)
+        expected = counted.rows("counts")
+    view = CaseIndex()
+    with harness(view) as h:
+        envelopes = h.envelopes(events)
+        position = 0
+        for start in range(0, len(envelopes), 2):
+            _batch(h, view, envelopes[start:start + 2], position, building=True)
+            position = envelopes[start:start + 2][-1].position
+        assert h.rows("counts") == []  # nothing counted while building
+        with h.engine.begin() as conn:
+            view.finish_building(conn, h.tables)
+            cases_rows = conn.execute(select(h.tables["cases"])).all()
+        assert len(cases_rows) == 3
+        assert h.rows("counts") == expected and sum(r["n"] for r in expected) == 3
