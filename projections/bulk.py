@@ -3,7 +3,7 @@
 On PostgreSQL rows go in by binary COPY on the transaction's own connection (so they commit or vanish with the
 tracking position, exactly like any other statement of the batch): SQLAlchemy's executemany of thousands of
 parameter sets costs several times more than the database's own work, and was the largest cost of a rebuild after
-decoding. A table with a column type not mapped here (Numeric, Enum, JSON …) falls back to executemany, as does
+decoding. A table with a column type not mapped here (Numeric, Enum …) falls back to executemany, as does
 SQLite, where executemany runs in C already.
 """
 
@@ -178,6 +178,7 @@ def qualified(table: Table) -> str:
 # PostgreSQL type of each SQLAlchemy type a view may use, most specific first (BigInteger is an Integer); "" means
 # not sent by COPY (the batch falls back to executemany).
 _PG_TYPES: list[tuple[type[TypeEngine[Any]], str]] = [
+    (postgresql.JSONB, "jsonb"), (sqltypes.JSON, "json"),  # psycopg encodes the value as SQLAlchemy would
     (sqltypes.Enum, ""), (sqltypes.BigInteger, "int8"), (sqltypes.SmallInteger, "int2"),
     (sqltypes.Integer, "int4"), (sqltypes.Boolean, "bool"), (sqltypes.Date, "date"), (sqltypes.Numeric, ""),
     (sqltypes.String, "text"),
@@ -258,7 +259,9 @@ def _sqlite_converters(table: Table) -> list[Callable[[Any], Any] | None] | None
                 converter: Callable[[Any], Any] | None = _sqlite_datetime
             elif isinstance(kind, sqltypes.Date):
                 converter = date.isoformat
-            elif isinstance(kind, (sqltypes.Enum, sqltypes.Numeric, sqltypes.JSON, sqltypes.PickleType)) or \
+            elif isinstance(kind, sqltypes.JSON):
+                converter = json.dumps  # SQLAlchemy's own serialiser for SQLite (a None is stored as SQL NULL)
+            elif isinstance(kind, (sqltypes.Enum, sqltypes.Numeric, sqltypes.PickleType)) or \
                     not isinstance(kind, (sqltypes.String, sqltypes.Integer, sqltypes.Boolean)):
                 handled = False
                 break
@@ -285,11 +288,18 @@ def _sqlite_readers(table: Table) -> list[Callable[[Any], Any] | None] | None:
                     readers.append(date.fromisoformat)
                 elif isinstance(kind, sqltypes.Boolean):
                     readers.append(bool)
+                elif isinstance(kind, sqltypes.JSON):
+                    readers.append(_json_value)
                 else:
                     readers.append(None)
         table.info["sqlite_readers"] = readers
     result: list[Callable[[Any], Any] | None] | None = table.info["sqlite_readers"]
     return result
+
+
+def _json_value(stored: Any) -> Any:
+    # A column declared JSON has numeric affinity in SQLite: a number written as JSON text comes back a number.
+    return json.loads(stored) if isinstance(stored, str) else stored
 
 
 def _sqlite_many(conn: Connection, table: Table, verb: str,

@@ -7,9 +7,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, MetaData, Numeric, String, Table, select
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Date, DateTime, MetaData, Numeric, String, Table, select
 
 from api.deps import Services
+from projections import bulk
 from projections.bulk import (
     insert_missing_rows,
     insert_rows,
@@ -70,6 +71,28 @@ def test_a_table_with_types_copy_is_not_given_falls_back_to_plain_inserts(servic
         insert_rows(conn, table, [{"key": "a", "amount": Decimal("1500.25")}, {"key": "b", "amount": None}])
     with services.engine.connect() as conn:
         assert dict(conn.execute(select(table.c.key, table.c.amount)).all()) == {"a": Decimal("1500.25"), "b": None}
+
+
+def test_json_values_go_in_by_the_bulk_path_and_read_back_as_sqlalchemy_reads_them(services: Services) -> None:
+    """A JSON column (the assessment breakdown) no longer sends its table to plain inserts: COPY / executemany write
+    what SQLAlchemy would, and both readers give the same objects back (a None reads back as None)."""
+    table = Table("bulk_json", MetaData(), Column("key", String(10), primary_key=True), Column("doc", JSON))
+    table.create(services.engine)
+    if services.engine.dialect.name == "postgresql":
+        assert bulk._copy_types(table) == ["text", "json"]
+    else:
+        assert bulk._sqlite_converters(table) is not None
+    docs = {"list": [{"item": "income", "points": 3, "detail": "韦小明\t\"quoted\""}], "text": "just text",
+            "number": 2.5, "empty": {}, "none": None}
+    with services.engine.begin() as conn:
+        insert_rows(conn, table, [{"key": k, "doc": v} for k, v in docs.items() if k != "number"])
+        upsert_rows(conn, table, "key", [{"key": "number", "doc": docs["number"]}],
+                    [{"key": "empty", "doc": {"replaced": [1, None, True]}}])
+    expected = {**docs, "empty": {"replaced": [1, None, True]}}
+    with services.engine.connect() as conn:
+        assert dict(conn.execute(select(table.c.key, table.c.doc)).all()) == expected
+        found = select_rows(conn, table, "key", set(docs))
+    assert {k: r["doc"] for k, r in found.items()} == expected
 
 
 def test_rows_read_back_by_key_equal_what_sqlalchemy_reads(services: Services) -> None:
