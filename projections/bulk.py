@@ -344,15 +344,18 @@ def fold_per_case(conn: Connection, table: Table, batch: Sequence[Any],
 
 # ------------------------------------------------------------------------------------------ rows kept in memory
 
-ROW_CACHE_ROWS = 250_000  # per table; about 150 MB of case index rows
+# Rows kept per table: while rebuilding (about 200 MB of case index rows at most), and for a live generation,
+# whose small batches mostly touch cases the database has cached anyway (a serving process keeps little).
+ROW_CACHE_ROWS = 250_000
+LIVE_CACHE_ROWS = 10_000
 
 
 class RowCache:
     """The rows a view wrote in its latest batches, kept in this process (least recently used dropped beyond
-    `size`), so the next batches read back from the database only the rows of cases they have not seen
-    lately. A case's events come days apart, between other cases' events: in the 1,000,000-case benchmark log a
-    250,000-row cache held 84 % of the rows a batch touched, where reading them back was the largest part of a
-    batch after decoding (bench/README (b)).
+    `size` while rebuilding, `live_size` otherwise), so the next batches read back from the database only the rows
+    of cases they have not seen lately. A case's events come days apart, between other cases' events: in the
+    1,000,000-case benchmark log a 250,000-row cache held 84 % of the rows a batch touched, where reading them back
+    was the largest part of a batch after decoding (bench/README (b)).
 
     The rows are what the table holds only while nothing but this process's batches moved the generation: each
     batch starts by comparing the generation's position with the one the cached rows are as of (another runner's
@@ -364,8 +367,9 @@ class RowCache:
     a tenth of a batch at 1 M cases, and saved a quarter of the memory): a batch that fails leaves them changed,
     which is why a batch in flight makes the cache invalid until it commits."""
 
-    def __init__(self, size: int = ROW_CACHE_ROWS) -> None:
+    def __init__(self, size: int = ROW_CACHE_ROWS, live_size: int = LIVE_CACHE_ROWS) -> None:
         self.size = size
+        self.live_size = live_size
         self._lock = threading.Lock()
         self._tables: dict[int, _Kept] = {}  # by the Table object's id: one per store and generation
 
@@ -420,7 +424,8 @@ class RowCache:
                 for k, row in written.items():
                     rows[k] = row
                     rows.move_to_end(k)
-            while len(rows) > self.size:
+            limit = self.size if batch.building else min(self.size, self.live_size)
+            while len(rows) > limit:
                 rows.popitem(last=False)
             kept.position, kept.owner, kept.pending = batch.after, None, []
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from domain.values import VerificationMethod
 from projections import bulk
+from projections.bulk import RowCache
 from projections.case_index import CaseIndex
 from projections.runner import Batch, Envelope, applying
 from tests.support import STAFF
@@ -123,3 +124,22 @@ def test_a_rebuild_counts_once_it_has_caught_up_and_gets_the_same_counts() -> No
             cases_rows = conn.execute(select(h.tables["cases"])).all()
         assert len(cases_rows) == 3
         assert h.rows("counts") == expected and sum(r["n"] for r in expected) == 3
+
+
+def test_a_generation_that_went_live_keeps_only_a_few_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = [Steps.apply(seq) for seq in range(1, 5)]
+    view = CaseIndex()
+    view.cache = RowCache(size=5, live_size=2)
+    with harness(view) as h:
+        reads = _reads(monkeypatch)
+        built = h.envelopes([e for c in cases for e in c.events])
+        _batch(h, view, built, 0, building=True)  # all four kept while building
+        cases[0].verify("minimum_living_allowance")
+        live = h.envelopes(cases[0].events[-1:])
+        _batch(h, view, live, built[-1].position)  # switched: the first live batch keeps two
+        assert reads[-1] == set()
+        for c in cases[1:]:
+            c.verify("minimum_living_allowance")
+        _batch(h, view, h.envelopes([c.events[-1] for c in cases[1:]]), live[-1].position)
+        assert len(reads[-1]) == 2  # of the three cases, one was still kept
+        assert {r["status"] for r in h.rows("cases")} == {"verified"}
