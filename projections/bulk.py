@@ -332,13 +332,13 @@ def fold_per_case(conn: Connection, table: Table, batch: Sequence[Any],
     given), fold each envelope into them in memory with `apply(rows, envelope)`, and write new and changed rows
     back in bulk."""
     keys = {e.case_key for e in batch}
-    rows = cache.rows(conn, table, "case_id", keys) if cache else select_rows(conn, table, "case_id", keys)
+    rows = select_rows(conn, table, "case_id", keys) if cache is None else cache.rows(conn, table, "case_id", keys)
     existing = set(rows)
     for envelope in batch:
         apply(rows, envelope)
     upsert_rows(conn, table, "case_id", [r for k, r in rows.items() if k not in existing],
                 [r for k, r in rows.items() if k in existing])
-    if cache:
+    if cache is not None:
         cache.keep(table, rows)
 
 
@@ -403,9 +403,9 @@ class RowCache:
 
     def _begin(self, table: Table, batch: Batch) -> _Kept:
         with self._lock:
-            kept = self._tables.get(id(table))
-            if kept is None or kept.table is not table or kept.owner is not batch:
-                if kept is None or kept.table is not table or kept.position != batch.position:
+            kept = self._tables.get(id(table))  # a _Kept holds its table, so the id is not reused meanwhile
+            if kept is None or kept.owner is not batch:
+                if kept is None or kept.position != batch.position:
                     kept = self._tables[id(table)] = _Kept(table)
                     for other in [n for n, k in self._tables.items() if k.generation != batch.generation
                                   and k.view == batch.view]:
