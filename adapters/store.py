@@ -29,6 +29,7 @@ from eventsourcing.domain import BaseAggregate
 from eventsourcing.persistence import JSONTranscoder, Recording, Transcoding
 from sqlalchemy.engine import make_url
 
+from adapters.db import PlannerStatistics
 from adapters.faults import fail_fast
 from adapters.settings import Settings
 from domain.case import StudentCase
@@ -353,6 +354,8 @@ class CaseStore(Application[UUID]):
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        # Told how many events each save wrote, to keep the planner's statistics fresh (adapters/db.py).
+        self.statistics: PlannerStatistics | None = None
         super().__init__(env=eventsourcing_env(settings))
         recorder: Any = self.recorder
         self.case_cache = CaseCache(settings.case_cache_size, changes=recorder.changes_after,
@@ -391,6 +394,8 @@ class CaseStore(Application[UUID]):
                     self.case_cache.forget(aggregate.id)
         self._take_snapshots(processing_event)
         self._notify(recordings)
+        if self.statistics is not None:
+            self.statistics.wrote(len(processing_event.events))
         return recordings
 
     def get_many(self, ids: Iterable[UUID], chunk: int = 500) -> dict[UUID, Any]:

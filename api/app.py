@@ -21,7 +21,7 @@ from adapters.batches import BatchCommands
 from adapters.calendar import WorkingCalendar
 from adapters.cases import CaseService
 from adapters.clock import Clock, parse_instant
-from adapters.db import create_db_engine, create_tables
+from adapters.db import PlannerStatistics, create_db_engine, create_tables
 from adapters.exports import ExportService
 from adapters.idempotency import RequestLog
 from adapters.logs import configure_logging, get_logger
@@ -75,6 +75,7 @@ def build_services(settings: Settings) -> Services:
     store = CaseStore(settings)
     engine = create_db_engine(settings)
     create_tables(engine)
+    store.statistics = PlannerStatistics(engine)
     schools = SchoolRegistry(engine)
     if settings.demo_schools and settings.demo_schools.exists() and schools.count() == 0:
         schools.import_file(settings.demo_schools, known_provinces={p.province_code for p in profiles.all()})

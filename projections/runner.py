@@ -313,6 +313,9 @@ class Projections:
             conn.execute(update(projection_state).where(key).values(position=batch[-1].position))
         for committed in context.on_commit:
             committed()
+        statistics = self.store.statistics  # the views' tables live in the store's database and schema
+        if statistics is not None:
+            statistics.wrote(len(batch))
         self.log.debug("projection_batch", view=view, generation=generation, events=len(batch),
                        position=batch[-1].position)
         return len(batch), batch[-1].position
