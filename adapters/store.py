@@ -368,10 +368,6 @@ class CaseStore(Application[UUID]):
         if self.snapshots is not None:
             fail_fast(self.snapshots.recorder)
 
-    @property
-    def settings(self) -> Settings:
-        return self._settings
-
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """The library's `save`, without its two runtime Protocol checks per aggregate (slower on Python 3.11 than
         the rest of collecting the events); a case saved on its own is kept in the case cache."""

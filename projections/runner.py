@@ -14,14 +14,12 @@ migrated by hand). Read-your-writes: `wait_for` helps a query's view reach a com
 
 from __future__ import annotations
 
-import functools
 import gc
 import hashlib
-import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -66,9 +64,6 @@ RETIRED_GRACE = timedelta(seconds=10)  # queries that resolved the old generatio
 # cases it touches more than once written once): bench/ measured 0.39 of the read+decode rate at 5,000 and 0.72
 # at 20,000 (50,000 cases, PostgreSQL); two batches are held decoded at a time.
 REBUILD_BATCH = 20_000
-# A rebuild with at least this many events ahead of it reads and decodes them in a process of its own (below); a
-# smaller one in a thread, as starting the process (imports, a store connection: about 1-2 s) would cost more.
-PROCESS_READER_MIN = 400_000
 
 
 class Envelope:
@@ -94,41 +89,6 @@ class Envelope:
 
     def __repr__(self) -> str:
         return f"Envelope({self.position}, {self.topic!r}, {type(self.event).__name__})"
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        # Sent between processes by a rebuild's reader: the fields as they are, nothing worked out again.
-        return _envelope, (self.position, self.topic, self.event, self.case_key, self.version, self.occurred_at)
-
-
-def _envelope(position: int, topic: str, event: Any, case_key: str, version: int, occurred_at: datetime) -> Envelope:
-    made = Envelope.__new__(Envelope)
-    made.position, made.topic, made.event = position, topic, event
-    made.case_key, made.version, made.occurred_at = case_key, version, occurred_at
-    return made
-
-
-def decoded(store: CaseStore, notifications: Sequence[Notification]) -> list[Envelope]:
-    to_domain_event = store.mapper.to_domain_event
-    return [Envelope(position=n.id, topic=n.topic, event=to_domain_event(n)) for n in notifications]
-
-
-# ---------------------------------------------------------------------------------------- the reader process
-# A rebuild is bound by one core: decoding the log and the view's writing share the GIL (profiled at 1,000,000
-# cases: 59 % decoding, 30 % writing). A large rebuild therefore reads and decodes in a second process, which sends
-# each batch of envelopes back pickled: unpickling costs this process about two thirds of decoding.
-
-_reader_store: CaseStore | None = None
-
-
-def _open_reader(settings: Any) -> None:
-    global _reader_store
-    _reader_store = CaseStore(settings)
-
-
-def _read_in_reader(topics: tuple[str, ...], after: int, limit: int) -> tuple[int, list[Envelope]]:
-    assert _reader_store is not None, "the reader process opens its store first"
-    notifications = _reader_store.recorder.select_notifications(start=after + 1, limit=limit, topics=topics)
-    return after, decoded(_reader_store, notifications)
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -315,7 +275,7 @@ class Projections:
         """The next events a view takes after log position `after`, decoded: (after, batch)."""
         notifications = self.store.recorder.select_notifications(
             start=after + 1, limit=limit, topics=self.views[view].topics)
-        return after, decoded(self.store, notifications)
+        return after, [self._envelope(n) for n in notifications]
 
     def _step(self, view: str, generation: int, limit: int,
               prefetched: tuple[int, list[Envelope]] | None = None) -> tuple[int, int | None]:
@@ -378,6 +338,10 @@ class Projections:
                                         projection_state.c.position == position)
                                  .values(position=head, updated_at=datetime.now(UTC)))
         return head if moved.rowcount else position
+
+    def _envelope(self, notification: Notification) -> Envelope:
+        return Envelope(position=notification.id, topic=notification.topic,
+                        event=self.store.mapper.to_domain_event(notification))
 
     def head(self) -> int:
         return int(self.store.recorder.max_notification_id() or 0)
@@ -499,27 +463,23 @@ class Projections:
         return generation
 
     def rebuild(self, view: str, on_progress: Callable[[Progress], None] | None = None,
-                batch_size: int = REBUILD_BATCH, reader_process: bool | None = None) -> Progress:
+                batch_size: int = REBUILD_BATCH) -> Progress:
         """Rebuilds one view into fresh tables, reporting progress, and switches over when caught up.
 
-        The next batch is read and decoded while this one is written: in a thread, or for a rebuild of at least
-        `PROCESS_READER_MIN` events (or `reader_process=True`) in a process of its own, so that decoding does not
-        share this process's core with the view's writing. A batch read ahead is applied only if the generation is
-        still where it was read from."""
+        A reader thread reads and decodes the next batch while this one is written (decoding is pure Python,
+        the writing mostly waits on the database), so a rebuild runs at close to the rate the log can be read
+        and decoded. A batch read ahead is applied only if the generation is still where it was read from."""
         generation = self.start_rebuild(view)
         started = time.monotonic()
         done = 0
-        if reader_process is None:
-            reader_process = self.head() - self.position(view, generation) >= PROCESS_READER_MIN
-        reader, read = self._reader(view, reader_process)
-        with rebuild_gc(), reader:
+        with (rebuild_gc(), ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rebuild-{view}") as reader):
             # The first batch is a quarter of the rest: the writer starts while the second one is read and decoded
             # (a view whose events fit in one or two batches otherwise gets no overlap at all).
-            ahead = reader.submit(read, self.position(view, generation), max(batch_size // 4, 1))
+            ahead = reader.submit(self.read_batch, view, self.position(view, generation), max(batch_size // 4, 1))
             while True:
                 prefetched = ahead.result()
                 after = prefetched[1][-1].position if prefetched[1] else prefetched[0]
-                ahead = reader.submit(read, after, batch_size)
+                ahead = reader.submit(self.read_batch, view, after, batch_size)
                 applied, position = self._step(view, generation, batch_size, prefetched)
                 if position is None:
                     raise RuntimeError(f"generation {generation} of {view} was retired by another process")
@@ -533,17 +493,6 @@ class Projections:
                     # Switched here, or by another process rebuilding the same generation.
                     self._drop_retired()
                     return progress
-
-    def _reader(self, view: str, in_process: bool) -> tuple[Executor, Callable[[int, int], tuple[int, list[Envelope]]]]:
-        """The executor that reads a rebuild's batches ahead, and its read(after, limit)."""
-        if not in_process:
-            return (ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rebuild-{view}"),
-                    lambda after, limit: self.read_batch(view, after, limit))
-        # spawn: a fork would copy this process's threads' locks and pooled connections mid-use.
-        executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_open_reader, initargs=(self.store.settings,))
-        topics = self.views[view].topics
-        return executor, functools.partial(_read_in_reader, topics)
 
     def _status(self, view: str, generation: int) -> str | None:
         with self.engine.connect() as conn:

@@ -224,24 +224,3 @@ def test_a_view_reading_some_topics_moves_over_the_events_it_does_not_read(servi
         keys = conn.execute(select(func.count()).select_from(
             projections.active_tables("case_keys")["keys"])).scalar_one()
     assert keys == 2
-
-
-def test_a_rebuild_reading_in_a_process_of_its_own_gives_the_same_views(services: Services,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large rebuilds read and decode in a second process (`reader_process`); the rows are the same."""
-    for seq in range(1, 8):
-        _walk(services, seq)
-    services.projections.catch_up()
-    projections = services.projections
-    before = {view: projections.checksum(view) for view in ("case_index", "case_versions", "notifications")}
-
-    def not_here(*_: Any) -> Any:
-        raise AssertionError("the reader process reads the batches, not this one")
-
-    monkeypatch.setattr(projections, "read_batch", not_here)
-    for view, expected in before.items():
-        old = projections.active_generation(view, max_age=0)
-        progress = projections.rebuild(view, batch_size=4, reader_process=True)
-        assert progress.generation != old and progress.done > 0
-        assert projections.active_generation(view, max_age=0) == progress.generation
-        assert projections.checksum(view) == expected, view
