@@ -600,18 +600,25 @@ class StudentCase(Aggregate):
         """弄虚作假 confirmed: the qualification is cancelled; money paid out becomes recoverable."""
         self._require("revoke")
         text = _reason(reason)
+        # Objections still open (a revocation during the notice window) end with it: no window will conclude
+        # them any more, and the revocation decides more than any of them asked.
         self._revoked(reason=text, dishonest=dishonest, disbursed=self.disbursed, actor=actor.as_dict(),
-                      timestamp=now)
+                      timestamp=now, superseded_objections=self.open_objections)
         if dishonest:
             self._integrity_violation_recorded(person="student", id_number=self.applicant_id_number,
                                                description=text, actor=actor.as_dict(), timestamp=now)
 
     @event("Revoked", topic="case.revoked")
     def _revoked(self, reason: str, dishonest: bool, disbursed: Decimal, actor: dict[str, str],
-                 timestamp: datetime) -> None:
+                 timestamp: datetime, superseded_objections: list[str] | None = None) -> None:
+        # superseded_objections: absent from revocations recorded before it was added (they kept theirs open).
         self.status = Status.REVOKED
         self.revocation = {"reason": reason, "dishonest": dishonest, "disbursed_at_revocation": disbursed,
                            "revoked_on": local_date(timestamp)}
+        for objection_id in superseded_objections or ():
+            self.objections[objection_id]["status"] = "superseded"
+            self.objections[objection_id]["resolution"] = {
+                "outcome": "revoked", "reason": "认定资格已取消，异议随之终结", "resolved_at": timestamp.isoformat()}
 
     def order_recovery(self, *, amount: Any, actor: Actor, now: datetime) -> None:
         self._require("order_recovery")

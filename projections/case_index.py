@@ -45,7 +45,7 @@ STATUS_AFTER = {
 
 class CaseIndex(View):
     name: ClassVar[str] = "case_index"
-    schema_version: ClassVar[int] = 6
+    schema_version: ClassVar[int] = 7  # 7: a revocation ends open objections
     topics: ClassVar[tuple[str, ...]] = CASE_EVENT_TOPICS  # not rounds, plans, samples …
 
     def __init__(self) -> None:
@@ -177,6 +177,8 @@ class CaseIndex(View):
             row["level"] = _level(event.level)
             if event.level is None:
                 status = "not_identified"
+        elif kind == "Revoked":
+            row["open_objections"] = 0  # a revocation ends the case's open objections (StudentCase.revoke)
         if status is not None:
             row["status"] = status
             if status != before:

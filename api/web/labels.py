@@ -55,8 +55,10 @@ SUDDEN_EVENT: Final = {"natural_disaster": "自然灾害", "accident": "意外�
 FAMILY_TYPE: Final = {"": "无", "single_parent_bereaved": "单亲（因一方去世）", "divorced": "父母离异"}
 APPLICANT: Final = {"student": "学生本人", "guardian": "监护人"}
 VERIFY_METHOD: Final = {"document": "材料核验", "manual": "人工核查", "data_match": "部门数据比对"}
-OBJECTION_OUTCOME: Final = {"dismissed": "异议不成立（维持认定）", "upheld": "异议成立（重新认定）"}
-OBJECTION_STATUS: Final = {"open": "待处理", "resolved": "已处理", "upheld": "成立", "dismissed": "不成立"}
+OBJECTION_OUTCOME: Final = {"dismissed": "异议不成立（维持认定）", "upheld": "异议成立（重新认定）",
+                             "revoked": "认定资格已取消，异议随之终结"}
+OBJECTION_STATUS: Final = {"open": "待处理", "resolved": "已处理", "upheld": "成立", "dismissed": "不成立",
+                            "superseded": "已终结"}
 PROGRAMME: Final = {"national_grant": "国家助学金", "tuition_waiver": "免学费", "accommodation_subsidy": "住宿费补助",
                     "provincial_grant": "省级助学金", "emergency_aid": "应急资助"}
 PLAN_ITEM: Final = {"study_planning": "学业规划", "psychological_support": "心理支持", "skills": "技能提升",

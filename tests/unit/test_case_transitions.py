@@ -314,6 +314,33 @@ def test_the_window_never_closes_early_or_with_an_objection_open() -> None:
     assert steps.case.status is Status.CONFIRMED and steps.case.confirmed_on == local_date(T0)
 
 
+def test_a_revocation_during_the_window_ends_the_objections_still_open() -> None:
+    steps = Steps.apply().rated().publicize()
+    first, second = _object(steps), _object(steps)
+    steps.case.resolve_objection(objection_id=first, outcome="dismissed", reason="cars belong to an uncle",
+                                 new_level=None, levels=LEVELS, actor=STAFF, now=steps.now())
+    steps.collect()
+    steps.revoke()
+    assert steps.case.status is Status.REVOKED and steps.case.open_objections == []
+    assert steps.events[-1].superseded_objections == [second]
+    assert steps.case.objections[first]["status"] == "dismissed"  # a resolved one keeps its resolution
+    ended = steps.case.objections[second]
+    assert ended["status"] == "superseded" and ended["resolution"]["outcome"] == "revoked"
+    assert "forged" not in ended["resolution"]["reason"]  # the revocation's own reason is not copied into it
+    assert state_of(replay(steps.events)) == state_of(steps.case)
+
+
+def test_a_revocation_recorded_before_it_ended_objections_replays_as_it_was() -> None:
+    """A Revoked event stored before `superseded_objections` existed has no such field: it replays with the
+    objections it left open, as they were."""
+    steps = Steps.apply().rated().publicize()
+    oid = _object(steps)
+    steps.revoke()
+    del steps.events[-1].__dict__["superseded_objections"]
+    replayed = replay(steps.events)
+    assert replayed.status is Status.REVOKED and replayed.open_objections == [oid]
+
+
 def test_resolving_an_objection_checks_the_id_the_outcome_the_reason_and_the_level() -> None:
     steps = Steps.apply().rated().publicize()
     oid = _object(steps)

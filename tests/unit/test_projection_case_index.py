@@ -99,6 +99,18 @@ def test_objections_are_counted_and_an_upheld_one_re_rates_the_case() -> None:
     assert (row["status"], row["level"], row["open_objections"]) == ("rated", "difficult", 0)
 
 
+def test_a_revocation_ends_the_count_of_open_objections() -> None:
+    steps = Steps.apply(1).rated().publicize()
+    steps.case.raise_objection(objection_id="o1", grounds="owns a car", objector="h", today=date(2025, 9, 29),
+                               actor=STAFF, now=steps.now())
+    steps.collect()
+    steps.revoke()
+    with harness(CaseIndex()) as h:
+        h.feed(steps.events)
+        row = _row(h, steps)
+    assert (row["status"], row["open_objections"]) == ("revoked", 0)
+
+
 def test_the_rows_do_not_depend_on_where_batches_are_cut() -> None:
     cases = [Steps.apply(1).rated().publicize().confirm(), Steps.apply(2).verify().assess(),
              Steps.apply(3).rated().revoke()]
