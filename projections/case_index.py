@@ -45,10 +45,9 @@ STATUS_AFTER = {
 
 class CaseIndex(View):
     name: ClassVar[str] = "case_index"
-    # Not raised for the revocation fix (Revoked zeroes open_objections): a raised version makes the next start-up
-    # replace the active tables with empty ones that catch up from the log (minutes at a province's size); the
-    # tables are unchanged, and `zizhu rebuild --projection case_index` corrects older rows online.
-    schema_version: ClassVar[int] = 6
+    # 7: a revocation ends open objections. Same tables, so the old generation answers while the new one is
+    # filled (Projections.ensure: an online rebuild).
+    schema_version: ClassVar[int] = 7
     topics: ClassVar[tuple[str, ...]] = CASE_EVENT_TOPICS  # not rounds, plans, samples …
 
     def __init__(self) -> None:
