@@ -68,7 +68,7 @@ class DeadlineJob:
     def run_once(self, catch_up: bool = True) -> DeadlineRun:
         if catch_up:
             # The view must have seen the latest objections and confirmations before it is asked what is due.
-            self.projections.catch_up("notices")
+            self.projections.catch_up("notices", rebuilds=False)
         run = DeadlineRun(today=self.cases.clock.today())
         due: list[tuple[UUID, Decide]] = []
         for window in self.ended_windows(run.today):

@@ -400,12 +400,16 @@ class Projections:
                 entry["rebuilding"] = {"generation": row.generation, "position": int(row.position)}
         return result
 
-    def catch_up(self, view: str | None = None) -> int:
-        """Runs every live generation until none has anything left; switches over caught-up rebuilds."""
+    def catch_up(self, view: str | None = None, rebuilds: bool = True) -> int:
+        """Runs every live generation until none has anything left; switches over caught-up rebuilds. With
+        `rebuilds=False` only active generations: what a reader needs before it reads, without doing a rebuild's
+        work (a view rebuilt online after a schema change may have millions of events to go)."""
         total = 0
         while True:
             applied = 0
             for name, generation, status in self._live_generations(view):
+                if status == "building" and not rebuilds:
+                    continue
                 applied += self.step(name, generation)
                 if status == "building" and applied == 0:
                     self._switch_if_caught_up(name, generation)

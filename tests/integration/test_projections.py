@@ -120,6 +120,12 @@ def test_a_new_schema_over_the_same_tables_is_rebuilt_while_the_old_generation_a
     assert state == {old_generation: (CaseIndex.schema_version, "active"), new_generation: (99, "building")}
     upgraded.ensure()  # a second start-up carries on with the same new generation
     assert upgraded.start_rebuild("case_index") == new_generation
+    _walk(services, 4)
+    upgraded.catch_up("case_index", rebuilds=False)  # a reader's catch-up: the active generation only
+    assert upgraded.position("case_index", new_generation) == 0
+    assert upgraded.active_generation("case_index", max_age=0) == old_generation
+    assert _rows(services, "case_index", "cases") == 4
+    before = upgraded.checksum("case_index")
 
     upgraded.catch_up()  # filled from the log and switched to, not migrated by hand
     assert upgraded.active_generation("case_index", max_age=0) == new_generation
