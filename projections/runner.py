@@ -238,23 +238,19 @@ class Projections:
                 elif not current:
                     generation = max(r.generation for r in rows if r.view == name) + 1
                     active = [r for r in mine if r.status == "active"]
-                    if active and all(self._same_shape(conn, name, r.generation) for r in active):
-                        # New rules over the same tables: the active generation keeps answering (and is kept
-                        # up to date by these rules) while a new one is filled from the log and switched to when
-                        # it has caught up, as a rebuild is (`zizhu rebuild` carries on with it, faster).
-                        conn.execute(update(projection_state)
-                                     .where(projection_state.c.view == name, projection_state.c.status != "active")
-                                     .values(status="retired", updated_at=datetime.now(UTC) - RETIRED_GRACE))
-                        self._create_generation(conn, name, generation, "building")
-                        self.log.info("projection_schema_changed", view=name, generation=generation,
-                                      online=True)
-                        continue
-                    # New tables: the old ones cannot answer this code's queries. The new generation takes over
-                    # at once and catches up from the log (its lists are short until it has).
-                    conn.execute(update(projection_state).where(projection_state.c.view == name)
+                    # New rules over the same tables: the active generation keeps answering (kept up to date by
+                    # these rules) while a new one is filled from the log and switched to when it has caught up,
+                    # as a rebuild is (`zizhu rebuild` carries on with it, faster). New tables: the old ones cannot
+                    # answer this code's queries, so the new generation takes over at once (short lists until it
+                    # has caught up).
+                    online = bool(active) and all(self._same_shape(conn, name, r.generation) for r in active)
+                    retired = [projection_state.c.view == name]
+                    if online:
+                        retired.append(projection_state.c.status != "active")
+                    conn.execute(update(projection_state).where(*retired)
                                  .values(status="retired", updated_at=datetime.now(UTC) - RETIRED_GRACE))
-                    self._create_generation(conn, name, generation, "active")
-                    self.log.info("projection_schema_changed", view=name, generation=generation, online=False)
+                    self._create_generation(conn, name, generation, "building" if online else "active")
+                    self.log.info("projection_schema_changed", view=name, generation=generation, online=online)
                 else:
                     for row in current:  # tables may be missing if a process died between steps
                         for table in self.tables_of(name, row.generation).values():
