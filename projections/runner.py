@@ -20,12 +20,12 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from eventsourcing.persistence import Notification
 from sqlalchemy import (
@@ -501,23 +501,33 @@ class Projections:
                 batch_size: int = REBUILD_BATCH) -> Progress:
         """Rebuilds one view into fresh tables, reporting progress, and switches over when caught up.
 
-        A reader thread reads and decodes the next batch while this one is written (decoding is pure Python,
-        the writing mostly waits on the database), so a rebuild runs at close to the rate the log can be read
-        and decoded. A batch read ahead is applied only if the generation is still where it was read from."""
+        On PostgreSQL a reader thread reads and decodes the next batch while this one is written: the driver
+        fetches a batch in one call that releases the GIL, and the writing mostly waits on the server. On SQLite
+        both sides run in this thread: its driver releases the GIL for every row it reads or writes, and each
+        release hands the GIL to the other thread's pure Python for up to the interpreter's switch interval, so
+        two threads there ran slower than one (notifications at 20,000 cases: 0.31–0.49 of read+decode with the
+        reader thread, 0.58–0.60 without; bench/README (a)). A batch read ahead is applied only if the
+        generation is still where it was read from."""
         generation = self.start_rebuild(view)
         started = time.monotonic()
         done = 0
-        with (rebuild_gc(), ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rebuild-{view}") as reader):
-            # The first batch is a quarter of the rest: the writer starts while the second one is read and decoded
-            # (a view whose events fit in one or two batches otherwise gets no overlap at all).
-            ahead = reader.submit(self.read_batch, view, self.position(view, generation), max(batch_size // 4, 1))
+        read_ahead = self.engine.dialect.name != "sqlite"
+        with (rebuild_gc(), ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rebuild-{view}") if read_ahead
+              else _InlineExecutor() as reader):
+            # Read ahead, the first batch is a quarter of the rest: the writer starts while the second one is read
+            # and decoded (a view whose events fit in one or two batches otherwise gets no overlap at all).
+            first = max(batch_size // 4, 1) if read_ahead else batch_size
+            ahead = reader.submit(self.read_batch, view, self.position(view, generation), first)
             while True:
                 prefetched = ahead.result()
                 after = prefetched[1][-1].position if prefetched[1] else prefetched[0]
-                ahead = reader.submit(self.read_batch, view, after, batch_size)
+                if read_ahead:
+                    ahead = reader.submit(self.read_batch, view, after, batch_size)
                 applied, position = self._step(view, generation, batch_size, prefetched)
                 if position is None:
                     raise RuntimeError(f"generation {generation} of {view} was retired by another process")
+                if not read_ahead:
+                    ahead = reader.submit(self.read_batch, view, position, batch_size)
                 done += applied
                 elapsed = max(time.monotonic() - started, 1e-6)
                 progress = Progress(view, generation, position, self.head(), done, done / elapsed)
@@ -572,6 +582,18 @@ class Projections:
                     values = [as_utc(v).isoformat() if isinstance(v, datetime) else repr(v) for v in row]
                     digest.update(("|".join(values) + "\n").encode())
         return digest.hexdigest()
+
+
+T = TypeVar("T")
+
+
+class _InlineExecutor(Executor):
+    """An executor that runs each call at once in the calling thread (a rebuild on SQLite: no reader thread)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
 
 
 class RunnerThread:

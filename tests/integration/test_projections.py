@@ -190,6 +190,32 @@ def test_rebuild_fills_a_new_generation_while_the_old_one_answers_then_switches(
     assert indexes() >= expected  # indexed before it answers queries
 
 
+def test_a_rebuild_reads_ahead_in_a_thread_on_postgresql_and_in_line_on_sqlite(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's driver releases the GIL for every row it reads or writes; a reader thread beside the writer there
+    made rebuilds slower (bench/README (a)), so on SQLite the batches are read by the rebuilding thread itself."""
+    for seq in range(1, 4):
+        _walk(services, seq)
+    projections = services.projections
+    projections.catch_up()
+    before = projections.checksum("case_index")
+    readers: list[str] = []
+    read_batch = projections.read_batch
+
+    def recorded(view: str, after: int, limit: int) -> Any:
+        readers.append(threading.current_thread().name)
+        return read_batch(view, after, limit)
+
+    monkeypatch.setattr(projections, "read_batch", recorded)
+    projections.rebuild("case_index", batch_size=2)
+    assert len(readers) >= 5  # nine events in batches of two (the first, read ahead, of one)
+    if services.engine.dialect.name == "sqlite":
+        assert set(readers) == {threading.current_thread().name}
+    else:
+        assert all(name.startswith("rebuild-case_index") for name in readers)
+    assert projections.checksum("case_index") == before
+
+
 def test_two_runners_on_one_view_never_both_apply_a_batch(services: Services) -> None:
     """case_versions inserts (case, version) rows under a primary key: a batch applied twice would fail."""
     for seq in range(1, 16):
