@@ -41,11 +41,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -68,6 +82,20 @@ idempotency_keys = Table(
     Column("version", Integer, nullable=False),
     Column("position", BigInteger),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# Every other POST (batch commands, rounds, notices, plans, spot checks, imports…): the first answer, kept.
+idempotent_responses = Table(
+    "idempotent_responses",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("state", String(8), nullable=False),  # running | done
+    Column("status", Integer),
+    Column("headers", Text),  # JSON: [[name, value], …] as latin-1 text, as ASGI sends them
+    Column("body", LargeBinary),
+    Column("started_at", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -187,3 +215,101 @@ class RequestLog:
         except SQLAlchemyError as exc:
             # The event (and the key in it) is saved: the command succeeded, and a retry finds the key there.
             get_logger("zizhu.idempotency").warning("idempotency_index_failed", error_type=type(exc).__name__)
+
+
+# ------------------------------------------------------------------------------------------ kept responses
+
+
+@dataclass(frozen=True)
+class KeptResponse:
+    """The first successful answer to a request, as it was sent."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+Claim = KeptResponse | Literal["ours", "running"]
+
+
+class ResponseLog:
+    """Exactly-once answers for POST requests that are not a single case's command, keyed like case commands.
+
+    `claim` before running the request: "ours" (a row `running` is now this request's), a `KeptResponse` (it ran
+    before: send that again), or "running" (a copy of it is running now: wait and claim again). After it ran:
+    `keep` a 2xx answer, `release` anything else (a refused request changed nothing; its retry is judged afresh, as
+    for case commands). The process running a request `touch`es its row every `HEARTBEAT` seconds; a row left
+    `running` by a process that died is taken over once untouched for `LEASE`. A request that had done its work
+    before its process died then runs again, which each such operation tolerates: a case command finds its key in
+    its event and answers as the first time, batch commands skip what is done, the others refuse a duplicate.
+    """
+
+    LEASE = timedelta(seconds=5)  # a `running` row not touched for this long is its dead process's
+    HEARTBEAT = 1.0  # seconds between touches of a running request's row (api/idempotency.py)
+    KEEP = timedelta(days=7)  # kept answers older than this are dropped (case commands keep their keys forever)
+    MAX_BODY = 8 * 1024 * 1024  # larger answers are not kept (their request runs again on a retry)
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._pruned = datetime.min.replace(tzinfo=UTC)
+
+    def claim(self, request: RequestKey) -> Claim:
+        for _ in range(3):  # the row may vanish between the insert and the read (its request was refused)
+            now = datetime.now(UTC)
+            dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+            with self.engine.begin() as conn:
+                inserted = conn.execute(dialect.insert(idempotent_responses).values(
+                    key=request.key, fingerprint=request.fingerprint, state="running", started_at=now)
+                    .on_conflict_do_nothing())
+            if inserted.rowcount == 1:
+                return "ours"
+            with self.engine.begin() as conn:
+                row = conn.execute(select(idempotent_responses)
+                                   .where(idempotent_responses.c.key == request.key)).first()
+                if row is None:
+                    continue
+                RequestLog._same_request(request, row.fingerprint)
+                if row.state == "done":
+                    headers = [(bytes(name, "latin-1"), bytes(value, "latin-1"))
+                               for name, value in json.loads(row.headers)]
+                    return KeptResponse(int(row.status), headers, bytes(row.body))
+                started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
+                if now - started > self.LEASE:
+                    taken = conn.execute(update(idempotent_responses).where(
+                        idempotent_responses.c.key == request.key, idempotent_responses.c.state == "running",
+                        idempotent_responses.c.started_at == row.started_at).values(started_at=now))
+                    if taken.rowcount == 1:
+                        return "ours"
+                return "running"
+        return "running"
+
+    def touch(self, request: RequestKey) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(idempotent_responses).where(
+                idempotent_responses.c.key == request.key, idempotent_responses.c.state == "running")
+                .values(started_at=datetime.now(UTC)))
+
+    def keep(self, request: RequestKey, response: KeptResponse) -> None:
+        if len(response.body) > self.MAX_BODY:
+            self.release(request)
+            return
+        headers = json.dumps([[n.decode("latin-1"), v.decode("latin-1")] for n, v in response.headers])
+        with self.engine.begin() as conn:
+            conn.execute(update(idempotent_responses).where(
+                idempotent_responses.c.key == request.key, idempotent_responses.c.state == "running")
+                .values(state="done", status=response.status, headers=headers, body=response.body))
+        self._prune()
+
+    def release(self, request: RequestKey) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(idempotent_responses).where(
+                idempotent_responses.c.key == request.key, idempotent_responses.c.state == "running"))
+
+    def _prune(self) -> None:
+        now = datetime.now(UTC)
+        if now - self._pruned < timedelta(hours=1):
+            return
+        self._pruned = now
+        with self.engine.begin() as conn:
+            conn.execute(delete(idempotent_responses).where(
+                idempotent_responses.c.state == "done", idempotent_responses.c.started_at < now - self.KEEP))

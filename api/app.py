@@ -23,7 +23,7 @@ from adapters.cases import CaseService
 from adapters.clock import Clock, parse_instant
 from adapters.db import PlannerStatistics, create_db_engine, create_tables
 from adapters.exports import ExportService
-from adapters.idempotency import RequestLog
+from adapters.idempotency import RequestLog, ResponseLog
 from adapters.logs import configure_logging, get_logger
 from adapters.matching import IdentificationEngine
 from adapters.model_review import PublishedProfiles
@@ -97,7 +97,7 @@ def build_services(settings: Settings) -> Services:
                     publicity=PublicityService(cases, calendar, projections, settings.secret),
                     deadlines=DeadlineJob(cases, projections), exports=ExportService(cases, projections),
                     identification=identification, matcher=identification.matching.matcher,
-                    batches=BatchCommands(cases, projections))
+                    batches=BatchCommands(cases, projections), responses=ResponseLog(engine))
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:

@@ -15,6 +15,7 @@ from adapters.calendar import WorkingCalendar
 from adapters.cases import CaseService
 from adapters.clock import Clock
 from adapters.exports import ExportService
+from adapters.idempotency import ResponseLog
 from adapters.matching import IdentificationEngine
 from adapters.policies import Profiles
 from adapters.publicity import PublicityService
@@ -50,6 +51,8 @@ class Services:
     identification: IdentificationEngine | None = None
     # Batch commands of a school's aid office and of a class evaluation group (adapters/batches.py).
     batches: BatchCommands | None = None
+    # The first answers of POST requests sent with an Idempotency-Key (adapters/idempotency.py, api/idempotency.py).
+    responses: ResponseLog | None = None
 
 
 def get_services(request: Request) -> Services:

@@ -4,15 +4,18 @@ case gets no second event; the same key for another request is refused (422 idem
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete
+from sqlalchemy import delete, insert, update
 
 from adapters.db import create_db_engine
-from adapters.idempotency import idempotency_keys
+from adapters.idempotency import RequestKey, ResponseLog, idempotency_keys, idempotent_responses
 from adapters.settings import Settings
+from api import idempotency as api_idempotency
 from tests.conftest import TokenFactory
 from tests.support import GX_SCHOOL, form, id_number
 
@@ -112,7 +115,8 @@ def test_keys_belong_to_their_caller(client: TestClient, auth: TokenFactory) -> 
 
 def test_a_key_saved_in_the_event_but_not_indexed_is_still_found(
         client: TestClient, auth: TokenFactory, settings: Settings) -> None:
-    """The process died between saving the event and writing the index row: the event itself holds the key."""
+    """The process died between saving the event and writing the index row and the kept answer: the event itself
+    holds the key. The answer's row, left `running`, is taken over once its lease has run out."""
     case_id = _verified(client, auth, 8)
     school = {**auth("school", school=GX_SCHOOL), "Idempotency-Key": "crash-window"}
     first = client.post(f"/v1/cases/{case_id}/assess", json={}, headers=school)
@@ -120,6 +124,9 @@ def test_a_key_saved_in_the_event_but_not_indexed_is_still_found(
     engine = create_db_engine(settings)
     with engine.begin() as conn:
         assert conn.execute(delete(idempotency_keys)).rowcount == 1
+        died = datetime.now(UTC) - ResponseLog.LEASE - timedelta(seconds=1)
+        assert conn.execute(update(idempotent_responses).values(
+            state="running", status=None, headers=None, body=None, started_at=died)).rowcount == 1
     engine.dispose()
     retried = client.post(f"/v1/cases/{case_id}/assess", json={}, headers=school)
     assert (retried.status_code, retried.json()) == (first.status_code, first.json())
@@ -155,3 +162,94 @@ def test_a_malformed_key_is_refused(client: TestClient, auth: TokenFactory) -> N
                           headers={**auth("school", school=GX_SCHOOL), "Idempotency-Key": "x" * 300})
     assert refused.status_code == 422 and refused.json()["field"] == "Idempotency-Key"
     assert _event_types(client, auth, case_id) == ["Applied"]
+
+
+# ------------------------------------------------------------------------------------------ every other POST
+
+
+def _history_lengths(client: TestClient, auth: TokenFactory, case_ids: list[str]) -> list[int]:
+    return [len(_event_types(client, auth, c)) for c in case_ids]
+
+
+def test_a_retried_batch_gets_the_first_answer_and_changes_nothing_more(
+        client: TestClient, auth: TokenFactory, figures: dict[str, Any]) -> None:
+    school = {**auth("school", school=GX_SCHOOL), "Idempotency-Key": "enter-30-32"}
+    body = {"applications": [form(30), form(31), form(32)]}
+    first = client.post(f"/v1/schools/{GX_SCHOOL}/applications", json=body, headers=school)
+    assert first.status_code == 200, first.text
+    assert [r["outcome"] for r in first.json()["applications"]] == ["ok", "ok", "ok"]
+    assert "Idempotent-Replayed" not in first.headers
+    retried = client.post(f"/v1/schools/{GX_SCHOOL}/applications", json=body, headers=school)
+    # Without the key a rerun is harmless but answers differently ("skipped", conflict): with it, the first answer.
+    assert (retried.status_code, retried.json()) == (first.status_code, first.json())
+    assert retried.headers["X-Min-Position"] == first.headers["X-Min-Position"]
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    ids = [r["case_id"] for r in first.json()["applications"]]
+    assert _history_lengths(client, auth, ids) == [1, 1, 1]
+    rerun = client.post(f"/v1/schools/{GX_SCHOOL}/applications", json=body, headers=auth("school", school=GX_SCHOOL))
+    assert [r["code"] for r in rerun.json()["applications"]] == ["conflict"] * 3
+    figures.update(requests_sent=3, replayed=1, events_recorded=3)
+
+
+def test_concurrent_copies_of_a_batch_wait_for_the_first_and_share_its_answer(
+        client: TestClient, auth: TokenFactory, figures: dict[str, Any]) -> None:
+    ids = [_verified(client, auth, 40 + i) for i in range(4)]
+    school = {**auth("school", school=GX_SCHOOL), "Idempotency-Key": "assess-all"}
+    copies = 6
+
+    def send(_: int) -> httpx.Response:
+        return client.post(f"/v1/schools/{GX_SCHOOL}/assess-verified", json={}, headers=school)
+
+    with ThreadPoolExecutor(max_workers=copies) as pool:
+        responses = list(pool.map(send, range(copies)))
+    assert {r.status_code for r in responses} == {200}, [r.text for r in responses]
+    assert len({str(r.json()) for r in responses}) == 1
+    assert responses[0].json()["ok"] == 4
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == copies - 1
+    assert _history_lengths(client, auth, ids) == [3, 3, 3, 3]  # applied, verified, assessed: once each
+    figures.update(requests_sent=copies, ran=1, replayed=copies - 1, events_recorded=len(ids))
+
+
+def test_a_refused_request_keeps_nothing_and_its_key_stays_usable(client: TestClient, auth: TokenFactory) -> None:
+    school = {**auth("school", school=GX_SCHOOL), "Idempotency-Key": "enter-50"}
+    refused = client.post(f"/v1/schools/{GX_SCHOOL}/applications", json={"applications": []}, headers=school)
+    assert refused.status_code == 422, refused.text
+    entered = client.post(f"/v1/schools/{GX_SCHOOL}/applications", json={"applications": [form(50)]},
+                          headers=school)
+    assert entered.status_code == 200 and entered.json()["applications"][0]["outcome"] == "ok", entered.text
+
+
+def test_a_key_used_for_a_batch_is_refused_for_a_case_command_and_the_other_way_round(
+        client: TestClient, auth: TokenFactory) -> None:
+    case_id = _apply(client, auth, 60)
+    school = {**auth("school", school=GX_SCHOOL), "Idempotency-Key": "one-use"}
+    assert client.post(f"/v1/cases/{case_id}/verify", json=VERIFY, headers=school).status_code == 200
+    refused = client.post(f"/v1/schools/{GX_SCHOOL}/assess-verified", json={}, headers=school)
+    assert refused.status_code == 422 and refused.json()["code"] == "idempotency_key_reused", refused.text
+    assert _event_types(client, auth, case_id) == ["Applied", "Verified"]
+    batch = {**school, "Idempotency-Key": "batch-use"}
+    assert client.post(f"/v1/schools/{GX_SCHOOL}/assess-verified", json={}, headers=batch).status_code == 200
+    refused = client.post(f"/v1/cases/{case_id}/assess", json={}, headers=batch)
+    assert refused.status_code == 422 and refused.json()["code"] == "idempotency_key_reused", refused.text
+    assert _event_types(client, auth, case_id) == ["Applied", "Verified", "Assessed"]
+
+
+def test_a_copy_that_waits_too_long_for_the_first_is_told_to_retry(
+        client: TestClient, auth: TokenFactory, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first copy is still running (its row is `running` and within its lease): the copy gets 409
+    request_in_progress with Retry-After, and runs nothing."""
+    case_id = _verified(client, auth, 70)
+    school = {**auth("school", school=GX_SCHOOL), "Idempotency-Key": "slow-first"}
+    path = f"/v1/cases/{case_id}/assess"
+    request = RequestKey.derive(sub="school-1", header="slow-first", method="POST", path=path, query=b"",
+                                body=b"{}")
+    engine = create_db_engine(settings)
+    with engine.begin() as conn:
+        conn.execute(insert(idempotent_responses).values(key=request.key, fingerprint=request.fingerprint,
+                                                         state="running", started_at=datetime.now(UTC)))
+    engine.dispose()
+    monkeypatch.setattr(api_idempotency, "WAIT", 0.3)
+    busy = client.post(path, json={}, headers=school)
+    assert busy.status_code == 409 and busy.json()["code"] == "request_in_progress", busy.text
+    assert busy.headers["Retry-After"] == "1"
+    assert _event_types(client, auth, case_id) == ["Applied", "Verified"]
