@@ -31,6 +31,11 @@ so still correct for read-your-writes.
 
 The same key with a different request (another body, command or case) → 422 `idempotency_key_reused`. A refused
 command records nothing, so its retry is judged afresh (it may succeed now). Keys are kept as long as the events.
+
+Every POST, case commands included, also goes through `ResponseLog` (the kept first answers, `idempotent_responses`):
+the HTTP layer claims the key before the request runs, so a copy waits for the first and replays its answer, and
+a retry of any operation, not only a case command, gets the first answer again. The events stay the record for
+case commands: a claim left by a process that died is taken over and the retry finds the key in the event.
 """
 
 from __future__ import annotations
