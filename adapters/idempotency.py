@@ -50,6 +50,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
+from eventsourcing.persistence import Cipher
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -254,8 +255,10 @@ class ResponseLog:
     KEEP = timedelta(days=7)  # kept answers older than this are dropped (case commands keep their keys forever)
     MAX_BODY = 8 * 1024 * 1024  # larger answers are not kept (their request runs again on a retry)
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, cipher: Cipher | None = None) -> None:
         self.engine = engine
+        # Answers carry what the case holds (names, ID numbers): kept encrypted like the events, when they are.
+        self.cipher = cipher
         self._pruned = datetime.min.replace(tzinfo=UTC)
 
     def claim(self, request: RequestKey) -> Claim:
@@ -277,7 +280,8 @@ class ResponseLog:
                 if row.state == "done":
                     headers = [(bytes(name, "latin-1"), bytes(value, "latin-1"))
                                for name, value in json.loads(row.headers)]
-                    return KeptResponse(int(row.status), headers, bytes(row.body))
+                    body = bytes(row.body)
+                    return KeptResponse(int(row.status), headers, self.cipher.decrypt(body) if self.cipher else body)
                 started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
                 if now - started > self.LEASE:
                     taken = conn.execute(update(idempotent_responses).where(
@@ -299,10 +303,11 @@ class ResponseLog:
             self.release(request)
             return
         headers = json.dumps([[n.decode("latin-1"), v.decode("latin-1")] for n, v in response.headers])
+        body = self.cipher.encrypt(response.body) if self.cipher else response.body
         with self.engine.begin() as conn:
             conn.execute(update(idempotent_responses).where(
                 idempotent_responses.c.key == request.key, idempotent_responses.c.state == "running")
-                .values(state="done", status=response.status, headers=headers, body=response.body))
+                .values(state="done", status=response.status, headers=headers, body=body))
         self._prune()
 
     def release(self, request: RequestKey) -> None:

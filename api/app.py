@@ -97,7 +97,7 @@ def build_services(settings: Settings) -> Services:
                     publicity=PublicityService(cases, calendar, projections, settings.secret),
                     deadlines=DeadlineJob(cases, projections), exports=ExportService(cases, projections),
                     identification=identification, matcher=identification.matching.matcher,
-                    batches=BatchCommands(cases, projections), responses=ResponseLog(engine))
+                    batches=BatchCommands(cases, projections), responses=ResponseLog(engine, store.mapper.cipher))
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:

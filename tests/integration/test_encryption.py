@@ -28,7 +28,8 @@ STUDENTS = [id_number(seq) for seq in (41, 42)]
 
 
 def run_the_service(settings: Settings, auth: TokenFactory) -> list[str]:
-    """Two students through apply → verify → assess → evaluate → rate, a snapshot taken, every view caught up."""
+    """Two students through apply → verify → assess → evaluate → rate, each request with an Idempotency-Key, a
+    snapshot taken, every view caught up."""
     case_ids = []
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         school = auth("school", school=GX_SCHOOL)
@@ -36,7 +37,9 @@ def run_the_service(settings: Settings, auth: TokenFactory) -> list[str]:
             body = form(seq)
             body["household"]["guardian_id_number"] = GUARDIAN
             body["household"]["members"][0]["id_number"] = GUARDIAN
-            created = client.post("/v1/cases", json=body, headers=auth("applicant", student=student))
+            # With Idempotency-Key: the kept answers (they show the applicant the ID number) are stored too.
+            created = client.post("/v1/cases", json=body,
+                                  headers={**auth("applicant", student=student), "Idempotency-Key": f"apply-{seq}"})
             assert created.status_code == 201, created.text
             case = created.json()["id"]
             for command, payload, headers in [
@@ -46,7 +49,8 @@ def run_the_service(settings: Settings, auth: TokenFactory) -> list[str]:
                  auth("evaluator", school=GX_SCHOOL, class_id="G10-3")),
                 ("rate", {"level": "especially_difficult"}, school),
             ]:
-                answer = client.post(f"/v1/cases/{case}/{command}", json=payload, headers=headers)
+                answer = client.post(f"/v1/cases/{case}/{command}", json=payload,
+                                     headers={**headers, "Idempotency-Key": f"{command}-{seq}"})
                 assert answer.status_code == 200, answer.text
             assert client.get(f"/v1/cases/{case}", headers=auth("applicant", student=student)).json()[
                 "application"]["student"]["id_number"] == student
