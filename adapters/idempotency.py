@@ -266,10 +266,11 @@ class ResponseLog:
             now = datetime.now(UTC)
             dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
             with self.engine.begin() as conn:
+                # RETURNING, not rowcount: through psycopg an INSERT … ON CONFLICT DO NOTHING reports rowcount -1.
                 inserted = conn.execute(dialect.insert(idempotent_responses).values(
                     key=request.key, fingerprint=request.fingerprint, state="running", started_at=now)
-                    .on_conflict_do_nothing())
-            if inserted.rowcount == 1:
+                    .on_conflict_do_nothing().returning(idempotent_responses.c.key)).first()
+            if inserted is not None:
                 return "ours"
             with self.engine.begin() as conn:
                 row = conn.execute(select(idempotent_responses)
