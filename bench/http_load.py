@@ -204,12 +204,15 @@ PANEL = [headers(Principal(sub=f"bench-teacher-{n}", role=Role.EVALUATOR, school
 READER = headers(Principal(sub="bench-reader", role=Role.SCHOOL, school=SCHOOL))
 
 
-def student_commands(client: httpx.Client, i: int, timings: list[float]) -> str:
-    """Student `i` through the five commands over HTTP; returns the case id."""
+def student_commands(client: httpx.Client, i: int, timings: list[float], keyed: bool = False) -> str:
+    """Student `i` through the five commands over HTTP; returns the case id. `keyed`: each command is sent with an
+    `Idempotency-Key`, as a client that retries would send it."""
     applicant = headers(Principal(sub=f"bench-guardian-{i}", role=Role.APPLICANT,
                                   student=command_path.id_number(i)))
 
     def post(path: str, body: dict[str, Any], auth: dict[str, str]) -> httpx.Response:
+        if keyed:
+            auth = {**auth, "Idempotency-Key": f"bench-{i}-{path.rsplit('/', 1)[-1]}"}
         started = time.perf_counter()
         response = client.post(path, json=body, headers=auth)
         timings.append((time.perf_counter() - started) * 1000)
@@ -310,6 +313,12 @@ def run_backend(backend: str, clients: int, students_per_client: int, queries_pe
 
             with sampled(server.pid, dbname) as query_usage:
                 query_seconds, query_latency = in_parallel(clients, reads, server.base)
+
+            def keyed_commands(c: int, client: httpx.Client, timings: list[float]) -> None:
+                for k in range(students_per_client):
+                    student_commands(client, 2_000_000 + c * students_per_client + k, timings, keyed=True)
+
+            keyed_seconds, keyed_latency = in_parallel(clients, keyed_commands, server.base)
             rss = peak_rss_mib(server.pid)
         finally:
             server.stop()
@@ -323,10 +332,14 @@ def run_backend(backend: str, clients: int, students_per_client: int, queries_pe
     say(f"    queries  {query_rate:8,.0f}/s   {query_latency.line()}   "
         f"HTTP/in-process {ratio(query_rate, queries_local)} (in-process {queries_local:,.0f}/s)")
     say(f"      {query_usage[0].line()}")
+    keyed_rate = len(keyed_latency.samples) / keyed_seconds
+    say(f"    commands with Idempotency-Key {keyed_rate:8,.0f}/s   {keyed_latency.line()}   "
+        f"keyed/unkeyed {ratio(keyed_rate, command_rate)} (each claims its key and keeps its answer)")
     say(f"    peak RSS of zizhu serve: {rss:,.0f} MiB (idle after start-up {idle:,.0f} MiB)")
     if backend == "postgres":
-        MEASURED_RSS[backend] = (idle, rss, len(command_latency.samples) + len(query_latency.samples))
-    return {"commands": command_rate, "queries": query_rate, "rss_mib": rss}
+        MEASURED_RSS[backend] = (idle, rss, len(command_latency.samples) + len(query_latency.samples)
+                                 + len(keyed_latency.samples))
+    return {"commands": command_rate, "queries": query_rate, "keyed_commands": keyed_rate, "rss_mib": rss}
 
 
 # The serve process's memory on PostgreSQL under this load, for the memory scenario when both run together:
