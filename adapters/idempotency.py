@@ -91,7 +91,8 @@ idempotency_keys = Table(
 )
 
 
-# Every other POST (batch commands, rounds, notices, plans, spot checks, imports…): the first answer, kept.
+# Every keyed POST (case commands, batch commands, rounds, notices, plans, spot checks, imports…): its first
+# successful answer, kept.
 idempotent_responses = Table(
     "idempotent_responses",
     metadata,
@@ -239,15 +240,16 @@ Claim = KeptResponse | Literal["ours", "running"]
 
 
 class ResponseLog:
-    """Exactly-once answers for POST requests that are not a single case's command, keyed like case commands.
+    """The first answers of keyed POST requests (every kind, case commands included), keyed like case commands.
 
     `claim` before running the request: "ours" (a row `running` is now this request's), a `KeptResponse` (it ran
     before: send that again), or "running" (a copy of it is running now: wait and claim again). After it ran:
-    `keep` a 2xx answer, `release` anything else (a refused request changed nothing; its retry is judged afresh, as
-    for case commands). The process running a request `touch`es its row every `HEARTBEAT` seconds; a row left
-    `running` by a process that died is taken over once untouched for `LEASE`. A request that had done its work
-    before its process died then runs again, which each such operation tolerates: a case command finds its key in
-    its event and answers as the first time, batch commands skip what is done, the others refuse a duplicate.
+    `keep` a 2xx answer, `release` anything else (its retry is judged afresh: a refused request changed nothing, and
+    a case command that failed after saving its event is found by that event). The process running a request
+    `touch`es its row every `HEARTBEAT` seconds; a row left `running` by a process that died is taken over once
+    untouched for `LEASE`. A request that had done its work before its process died then runs again, which each
+    such operation tolerates: a case command finds its key in its event and answers as the first time, batch
+    commands skip what is done, the others refuse a duplicate.
     """
 
     LEASE = timedelta(seconds=5)  # a `running` row not touched for this long is its dead process's
