@@ -66,7 +66,7 @@ class IdempotencyMiddleware:
         try:
             claim = await self._claim(responses, request) if responses is not None else None
         except idempotency.IdempotencyKeyReused as reused:
-            await _reused(str(reused))(scope, receive, send)
+            await problem(422, "idempotency_key_reused", str(reused), field="Idempotency-Key")(scope, receive, send)
             return
         except SQLAlchemyError as exc:
             # The store is failing: the request runs unguarded and meets the same failure (503) or, if the store
@@ -157,10 +157,6 @@ def _replaying(body: bytes, after: list[Message], receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-def _reused(detail: str) -> Any:
-    return problem(422, "idempotency_key_reused", detail, field="Idempotency-Key")
 
 
 class _Recorder:

@@ -521,13 +521,10 @@ class Projections:
             while True:
                 prefetched = ahead.result()
                 after = prefetched[1][-1].position if prefetched[1] else prefetched[0]
-                if read_ahead:
-                    ahead = reader.submit(self.read_batch, view, after, batch_size)
+                ahead = reader.submit(self.read_batch, view, after, batch_size)  # in line on SQLite
                 applied, position = self._step(view, generation, batch_size, prefetched)
                 if position is None:
                     raise RuntimeError(f"generation {generation} of {view} was retired by another process")
-                if not read_ahead:
-                    ahead = reader.submit(self.read_batch, view, position, batch_size)
                 done += applied
                 elapsed = max(time.monotonic() - started, 1e-6)
                 progress = Progress(view, generation, position, self.head(), done, done / elapsed)
