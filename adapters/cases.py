@@ -146,6 +146,8 @@ class CaseService:
         request = idempotency.current()
         if request is None or self.requests is None:
             return None
+        if request.new and after is None:
+            return None  # the key's first claim: no request with it ran before (adapters/idempotency.py)
         earlier = self.requests.earlier(request, case_id, after=after, upto=upto)
         if earlier is None:
             return None
@@ -165,7 +167,8 @@ class CaseService:
             if earlier is None:
                 raise
             return earlier
-        if position is not None:
+        if position is not None and not request.new:
+            # Indexed only when the key may have been searched for already; a new one is found by its claim.
             self.requests.remember(request, case.id, case.version, position)
         return Outcome(case, position)
 

@@ -36,6 +36,15 @@ Every POST, case commands included, also goes through `ResponseLog` (the kept fi
 the HTTP layer claims the key before the request runs, so a copy waits for the first and replays its answer, and
 a retry of any operation, not only a case command, gets the first answer again. The events stay the record for
 case commands: a claim left by a process that died is taken over and the retry finds the key in the event.
+
+What a keyed case command costs
+-------------------------------
+A claim tells whether its key is *new*: no row for it existed, so no request with this key can have stored anything
+(a row is deleted only when its request was refused, which stores nothing; a request that failed otherwise, or whose
+process died, leaves its row to be taken over; a kept answer older than `ResponseLog.KEEP` is emptied, not deleted).
+A case command under a new claim skips step 1 and writes no `idempotency_keys` row: there is nothing to find, and a
+retry of it meets its claim. Only a claim *taken over*, or a request run unguarded because the response log could
+not be reached, searches as above. The search after a lost optimistic-concurrency race (step 3) runs always.
 """
 
 from __future__ import annotations
@@ -98,7 +107,7 @@ idempotent_responses = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("fingerprint", String(64), nullable=False),
-    Column("state", String(8), nullable=False),  # running | done
+    Column("state", String(8), nullable=False),  # running | done | expired (answer emptied after KEEP)
     Column("status", Integer),
     Column("headers", Text),  # JSON: [[name, value], …] as latin-1 text, as ASGI sends them
     Column("body", LargeBinary),
@@ -132,6 +141,8 @@ def _canonical_body(body: bytes) -> bytes:
 class RequestKey:
     key: str  # hash of (sub, Idempotency-Key)
     fingerprint: str  # hash of (method, path, query, body)
+    # The response log's claim of this key was new (see "What a keyed case command costs"): nothing to search for.
+    new: bool = False
 
     @classmethod
     def derive(cls, *, sub: str, header: str, method: str, path: str, query: bytes, body: bytes) -> RequestKey:
@@ -236,20 +247,28 @@ class KeptResponse:
     body: bytes
 
 
-Claim = KeptResponse | Literal["ours", "running"]
+# The start time a failed request's claim is given (`ResponseLog.abandon`): its lease is long over.
+LAPSED = datetime(2000, 1, 1, tzinfo=UTC)
+
+# "new": the key's first claim (no request with it ran before); "taken": a claim its process left (it died, or its
+# request failed without being refused) is now this request's; "running": a copy of the request is running now.
+Claim = KeptResponse | Literal["new", "taken", "running"]
 
 
 class ResponseLog:
     """The first answers of keyed POST requests (every kind, case commands included), keyed like case commands.
 
-    `claim` before running the request: "ours" (a row `running` is now this request's), a `KeptResponse` (it ran
+    `claim` before running the request: "new" (a row `running` is now this request's, and there was none before),
+    "taken" (a row left by a request that may have done its work is now this request's), a `KeptResponse` (it ran
     before: send that again), or "running" (a copy of it is running now: wait and claim again). After it ran:
-    `keep` a 2xx answer, `release` anything else (its retry is judged afresh: a refused request changed nothing, and
-    a case command that failed after saving its event is found by that event). The process running a request
-    `touch`es its row every `HEARTBEAT` seconds; a row left `running` by a process that died is taken over once
-    untouched for `LEASE`. A request that had done its work before its process died then runs again, which each
-    such operation tolerates: a case command finds its key in its event and answers as the first time, batch
-    commands skip what is done, the others refuse a duplicate.
+    `keep` a 2xx answer, `release` a refused one (4xx: it changed nothing, and its retry is judged afresh as new),
+    `abandon` anything else (a 5xx or an answer cut short may follow a saved event: the retry takes the row over at
+    once and a case command then searches its events). The process running a request `touch`es its row every
+    `HEARTBEAT` seconds; a row left `running` by a process that died is taken over once untouched for `LEASE`. A
+    request that had done its work before its process died then runs again, which each such operation tolerates: a
+    case command finds its key in its event and answers as the first time, batch commands skip what is done, the
+    others refuse a duplicate. A kept answer older than `KEEP` is emptied (`expired`) but its row stays, like the
+    key in a case command's event: a retry after that is taken over, never new, and a reused key is still told.
     """
 
     LEASE = timedelta(seconds=5)  # a `running` row not touched for this long is its dead process's
@@ -273,7 +292,7 @@ class ResponseLog:
                     key=request.key, fingerprint=request.fingerprint, state="running", started_at=now)
                     .on_conflict_do_nothing().returning(idempotent_responses.c.key)).first()
             if inserted is not None:
-                return "ours"
+                return "new"
             with self.engine.begin() as conn:
                 row = conn.execute(select(idempotent_responses)
                                    .where(idempotent_responses.c.key == request.key)).first()
@@ -286,12 +305,12 @@ class ResponseLog:
                     body = bytes(row.body)
                     return KeptResponse(int(row.status), headers, self.cipher.decrypt(body) if self.cipher else body)
                 started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
-                if now - started > self.LEASE:
+                if row.state == "expired" or now - started > self.LEASE:
                     taken = conn.execute(update(idempotent_responses).where(
-                        idempotent_responses.c.key == request.key, idempotent_responses.c.state == "running",
-                        idempotent_responses.c.started_at == row.started_at).values(started_at=now))
+                        idempotent_responses.c.key == request.key, idempotent_responses.c.state == row.state,
+                        idempotent_responses.c.started_at == row.started_at).values(state="running", started_at=now))
                     if taken.rowcount == 1:
-                        return "ours"
+                        return "taken"
                 return "running"
         return "running"
 
@@ -314,9 +333,18 @@ class ResponseLog:
         self._prune()
 
     def release(self, request: RequestKey) -> None:
+        """The request was refused and changed nothing: its key is free again (a retry's claim is new)."""
         with self.engine.begin() as conn:
             conn.execute(delete(idempotent_responses).where(
                 idempotent_responses.c.key == request.key, idempotent_responses.c.state == "running"))
+
+    def abandon(self, request: RequestKey) -> None:
+        """The request failed, or its answer was cut short, perhaps after it stored something: its claim lapses now,
+        so a retry takes it over at once (and a case command searches its events for the key)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(idempotent_responses).where(
+                idempotent_responses.c.key == request.key, idempotent_responses.c.state == "running")
+                .values(started_at=LAPSED))
 
     def _prune(self) -> None:
         now = datetime.now(UTC)
@@ -324,5 +352,7 @@ class ResponseLog:
             return
         self._pruned = now
         with self.engine.begin() as conn:
-            conn.execute(delete(idempotent_responses).where(
-                idempotent_responses.c.state == "done", idempotent_responses.c.started_at < now - self.KEEP))
+            # Emptied, not deleted: the row still says the key was used (a retry is taken over, never new).
+            conn.execute(update(idempotent_responses).where(
+                idempotent_responses.c.state == "done", idempotent_responses.c.started_at < now - self.KEEP)
+                .values(state="expired", status=None, headers=None, body=None))

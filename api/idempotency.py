@@ -15,6 +15,7 @@ passes through unchanged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -82,7 +83,10 @@ class IdempotencyMiddleware:
                           "retry it later", headers={"Retry-After": "1"})(scope, receive, send)
             return
         sent = _Recorder(send)
-        alive = asyncio.create_task(self._heartbeat(responses, request)) if claim == "ours" and responses else None
+        ours = claim in ("new", "taken") and responses is not None
+        alive = asyncio.create_task(self._heartbeat(responses, request)) if ours and responses else None
+        if claim == "new":
+            request = dataclasses.replace(request, new=True)  # a case command has nothing to search for
         try:
             with idempotency.bound(request):
                 await self.app(scope, _replaying(body, more, receive), sent.send)
@@ -117,8 +121,12 @@ class IdempotencyMiddleware:
             if sent.complete and 200 <= sent.status < 300:
                 kept = idempotency.KeptResponse(sent.status, sent.headers, b"".join(sent.body))
                 await anyio.to_thread.run_sync(responses.keep, request, kept)
+            elif sent.complete and 400 <= sent.status < 500:
+                await anyio.to_thread.run_sync(responses.release, request)  # refused: nothing was stored
             else:
-                await anyio.to_thread.run_sync(responses.release, request)
+                # Failed, or cut short: it may have stored its event before. The retry takes the claim over at
+                # once, and a case command then finds its key in its event.
+                await anyio.to_thread.run_sync(responses.abandon, request)
         except SQLAlchemyError as exc:
             # The answer went out; its row stays `running` until the lease ends, and a retry then runs again.
             get_logger("zizhu.idempotency").warning("idempotency_keep_failed", error_type=type(exc).__name__)

@@ -394,3 +394,41 @@ def test_school_exempts_where_allowed_then_keeps_a_support_plan(server: Server, 
     expect(_command(applicant, "plan-item")).to_have_count(0)  # the applicant reads the plan, never edits it
     accessible(applicant)
     _fits_a_phone(applicant)
+
+
+def test_a_command_whose_answer_is_lost_is_sent_again_and_applied_once(server: Server, open_page: OpenPage) -> None:
+    """The console sends every command with an Idempotency-Key of its own. Here the school's assess reaches the
+    server and is applied, but its answer is lost on the way back (the connection is reset): the console sends it
+    again with the same key, shows the first answer, and the case has one assessment."""
+    expect = _expect()
+    student = id_number(501)
+    staff = server.token("school", sub="staff-retry", school=GX_SCHOOL)
+    created = server.api("POST", "/v1/cases", server.token("applicant", sub="guardian-501", student=student),
+                         json=form(501))
+    assert created.status_code == 201, created.text
+    case_id = created.json()["id"]
+    verified = server.api("POST", f"/v1/cases/{case_id}/verify", staff,
+                          json={"method": "document", "confirmed_categories": ["minimum_living_allowance"]})
+    assert verified.status_code == 200, verified.text
+
+    school = open_page(staff, DESKTOP)
+    keys: list[str] = []
+
+    def lose_the_first_answer(route: Any) -> None:
+        keys.append(route.request.headers.get("idempotency-key", ""))
+        if len(keys) == 1:
+            applied = route.fetch()  # the server gets the command and answers…
+            assert applied.status == 200, applied.text()
+            route.abort("connectionreset")  # …and the answer never reaches the browser
+        else:
+            route.continue_()
+
+    school.route(f"**/v1/cases/{case_id}/assess", lose_the_first_answer)
+    school.goto(f"{server.url}/cases/{case_id}")
+    ready(school)
+    _command(school, "assess").get_by_role("button", name="计算得分").click()
+    expect(school.locator("#case-heading")).to_contain_text("已定量评价")
+    assert len(keys) == 2 and keys[0] == keys[1] and keys[0].startswith("web-"), keys
+    events = server.api("GET", f"/v1/cases/{case_id}/events", staff)
+    assert [e["type"] for e in events.json()] == ["Applied", "Verified", "Assessed"]
+    accessible(school)

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, insert, select, update
 
 from adapters.db import create_db_engine
 from adapters.idempotency import RequestKey, ResponseLog, idempotency_keys, idempotent_responses
@@ -123,7 +123,8 @@ def test_a_key_saved_in_the_event_but_not_indexed_is_still_found(
     assert first.status_code == 200
     engine = create_db_engine(settings)
     with engine.begin() as conn:
-        assert conn.execute(delete(idempotency_keys)).rowcount == 1
+        # Its claim was new, so nothing indexed the key outside the event (adapters/idempotency.py).
+        assert conn.execute(delete(idempotency_keys)).rowcount == 0
         died = datetime.now(UTC) - ResponseLog.LEASE - timedelta(seconds=1)
         assert conn.execute(update(idempotent_responses).values(
             state="running", status=None, headers=None, body=None, started_at=died)).rowcount == 1
@@ -253,3 +254,66 @@ def test_a_copy_that_waits_too_long_for_the_first_is_told_to_retry(
     assert busy.status_code == 409 and busy.json()["code"] == "request_in_progress", busy.text
     assert busy.headers["Retry-After"] == "1"
     assert _event_types(client, auth, case_id) == ["Applied", "Verified"]
+
+
+def test_a_command_that_failed_after_saving_is_not_applied_again_by_its_retry(
+        client: TestClient, auth: TokenFactory, monkeypatch: pytest.MonkeyPatch, figures: dict[str, Any]) -> None:
+    """The event is stored, then the request fails (500): its claim is abandoned, not released, so the retry takes it
+    over, searches the case's events, finds the key and answers with the first event's result. (Released, the
+    retry's claim would be new, skip the search, and assess the case a second time.)"""
+    case_id = _verified(client, auth, 80)
+    store = client.app.state.services.store  # type: ignore[attr-defined]
+    original = store.save
+    failures = [RuntimeError("the answer could not be written")]
+
+    def save_then_fail(*objs: Any, **kwargs: Any) -> Any:
+        recordings = original(*objs, **kwargs)
+        if failures:
+            raise failures.pop()
+        return recordings
+
+    monkeypatch.setattr(store, "save", save_then_fail)
+    school = {**auth("school", school=GX_SCHOOL), "Idempotency-Key": "failed-after-save"}
+    failed = client.post(f"/v1/cases/{case_id}/assess", json={}, headers=school)
+    assert failed.status_code == 500, failed.text
+    assert _event_types(client, auth, case_id) == ["Applied", "Verified", "Assessed"]
+    retried = client.post(f"/v1/cases/{case_id}/assess", json={}, headers=school)
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["version"] == 3 and retried.json()["status"] == "assessed"
+    assert _event_types(client, auth, case_id) == ["Applied", "Verified", "Assessed"]
+    replayed = client.post(f"/v1/cases/{case_id}/assess", json={}, headers=school)
+    assert replayed.headers.get("Idempotent-Replayed") == "true"
+    assert replayed.json() == retried.json()
+    figures.update(commands_sent=3, failed_after_saving=1, events_recorded=1, duplicates_suppressed=2)
+
+
+def test_only_a_claim_that_is_not_new_searches_for_an_earlier_event(
+        client: TestClient, auth: TokenFactory, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new key cannot be in any event: the command reads nothing for it and indexes nothing. A claim taken over
+    (its first request's process died) searches."""
+    case_id = _verified(client, auth, 81)
+    searched: list[str] = []
+    requests = client.app.state.services.cases.requests  # type: ignore[attr-defined]
+    original = requests.earlier
+
+    def counted(request: RequestKey, *args: Any, **kwargs: Any) -> Any:
+        searched.append(request.key)
+        return original(request, *args, **kwargs)
+
+    monkeypatch.setattr(requests, "earlier", counted)
+    school = {**auth("school", school=GX_SCHOOL), "Idempotency-Key": "new-key"}
+    first = client.post(f"/v1/cases/{case_id}/assess", json={}, headers=school)
+    assert first.status_code == 200 and searched == []
+    engine = create_db_engine(settings)
+    with engine.begin() as conn:
+        assert conn.execute(select(idempotency_keys)).first() is None
+        died = datetime.now(UTC) - ResponseLog.LEASE - timedelta(seconds=1)
+        conn.execute(update(idempotent_responses).values(state="running", status=None, headers=None, body=None,
+                                                         started_at=died))
+    retried = client.post(f"/v1/cases/{case_id}/assess", json={}, headers=school)
+    assert (retried.status_code, retried.json()) == (first.status_code, first.json())
+    assert len(searched) == 1
+    with engine.connect() as conn:
+        assert conn.execute(select(idempotency_keys.c.version)).scalars().all() == [3]  # indexed once searched
+    engine.dispose()
+    assert _event_types(client, auth, case_id) == ["Applied", "Verified", "Assessed"]

@@ -13,8 +13,18 @@ const Z = (() => {
   function setToken(value) { sessionStorage.setItem(TOKEN, value.trim()); mePromise = null; }
   function signOut() { sessionStorage.removeItem(TOKEN); sessionStorage.removeItem(MIN_POSITION); location.href = "/"; }
 
+  /* A new Idempotency-Key: 128 random bits (crypto.getRandomValues works on plain http too, randomUUID does not). */
+  function newKey() {
+    return "web-" + Array.from(crypto.getRandomValues(new Uint8Array(16)), b => b.toString(16).padStart(2, "0")).join("");
+  }
+  const pause = ms => new Promise(resolve => setTimeout(resolve, ms));
+  const RETRY_MS = [500, 1500, 4000];  // a command lost on the way or its answer lost: sent again after these
+
   /* A call to the API. Reads send the highest log position this tab's own commands were answered with, so a
-     view read after a command shows that command (read-your-writes, X-Min-Position). */
+     view read after a command shows that command (read-your-writes, X-Min-Position).
+     A command (any POST) carries an Idempotency-Key of its own. When the network loses it or its answer, or the
+     server says a copy of it is still running (409 with Retry-After), it is sent again with the same key, so it
+     is applied once however many times it goes out, and the answer shown is the first one. */
   async function api(method, path, options = {}) {
     const headers = { "Accept": options.accept || "application/json" };
     const bearer = token();
@@ -22,9 +32,30 @@ const Z = (() => {
     if (options.ifMatch !== undefined && options.ifMatch !== null) headers["If-Match"] = '"' + options.ifMatch + '"';
     const seen = sessionStorage.getItem(MIN_POSITION);
     if (method === "GET" && seen && options.minPosition !== false) headers["X-Min-Position"] = seen;
+    const command = method === "POST";
+    if (command) headers["Idempotency-Key"] = options.key || newKey();
     let body;
     if (options.body !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(options.body); }
-    const response = await fetch(path, { method, headers, body, credentials: "omit" });
+    let response;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        response = await fetch(path, { method, headers, body, credentials: "omit" });
+      } catch (lost) {
+        if (!command) throw lost;
+        if (attempt >= RETRY_MS.length) {
+          return { ok: false, status: 0, data: { title: "网络错误", code: "network_error",
+                   detail: "未能连接服务器，请检查网络后再提交（重复提交同一操作只会记录一次）" }, etag: null, headers: new Headers() };
+        }
+        await pause(RETRY_MS[attempt]);
+        continue;
+      }
+      const wait = Number(response.headers.get("Retry-After"));
+      if (command && response.status === 409 && wait > 0 && attempt < RETRY_MS.length) {
+        await pause(wait * 1000);
+        continue;
+      }
+      break;
+    }
     const position = response.headers.get("X-Min-Position");
     if (position && Number(position) > Number(seen || 0)) sessionStorage.setItem(MIN_POSITION, position);
     if (response.status === 401 && !options.noRedirect) { location.href = "/?expired=1"; throw new Error("signed out"); }
@@ -82,6 +113,7 @@ const Z = (() => {
     const p = result && result.data;
     if (p && typeof p === "object") {
       const field = p.field ? `（${p.field}）` : "";
+      if (!result.status) return `${p.title || "网络错误"}：${p.detail || ""}`;
       return `${p.title || "错误"} ${result.status}：${p.detail || p.code || ""}${field}`;
     }
     return `请求失败（${result ? result.status : "网络错误"}）`;
