@@ -594,7 +594,15 @@ class _InlineExecutor(Executor):
 
 
 class RunnerThread:
-    """Polls the log and keeps every view caught up, in the background of `zizhu serve` or `zizhu project`."""
+    """Polls the log and keeps every view caught up, in the background of `zizhu serve` or `zizhu project`.
+
+    An idle poll costs one query: while the log's head has not moved since a catch-up found nothing to do, no view
+    can have anything to do either (that catch-up left every live generation at that head or switched it), so
+    the views are not asked, each with three or four queries. At least every `FULL_POLL_SECONDS` they are asked
+    anyway (a generation another process created, a switch that did not happen). Measured through HTTP on SQLite
+    (bench/README (e)): asking a dozen views every 0.2 s cost a third of the server's query throughput."""
+
+    FULL_POLL_SECONDS = 5.0
 
     def __init__(self, projections: Projections, interval: float) -> None:
         self.projections = projections
@@ -602,6 +610,9 @@ class RunnerThread:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="projection-runner", daemon=True)
         self._last_cleanup = time.monotonic()
+        # The head as of the latest catch-up that applied nothing, and when that was; None: not idle.
+        self._idle: tuple[int, float] | None = None
+        self.catch_ups = 0  # how many catch-ups ran (tests/integration/test_projections.py)
 
     def start(self) -> None:
         self._thread.start()
@@ -618,13 +629,21 @@ class RunnerThread:
         log = self.projections.log
         while not self._stop.is_set():
             try:
+                head = self.projections.head()
+                idle = self._idle
+                if idle is not None and idle[0] == head and time.monotonic() - idle[1] < self.FULL_POLL_SECONDS:
+                    self._stop.wait(self.interval)
+                    continue
                 applied = self.projections.catch_up()
+                self.catch_ups += 1
+                self._idle = None if applied else (head, time.monotonic())
                 if time.monotonic() - self._last_cleanup > RETIRED_GRACE.total_seconds():
                     self.projections._drop_retired()
                     self._last_cleanup = time.monotonic()
             except Exception as exc:  # a failing store must not kill the runner; it retries after a pause
                 log.warning("projection_runner_error", error_type=type(exc).__name__, error=str(exc)[:200])
                 applied = 0
+                self._idle = None
                 self._stop.wait(min(self.interval * 10, 2.0))
             if applied == 0:
                 self._stop.wait(self.interval)

@@ -18,7 +18,7 @@ from domain.values import Role
 from projections import all_views
 from projections.case_index import CaseIndex
 from projections.case_versions import AsOfIndex, CaseVersions, ViewBehind
-from projections.runner import Projections, projection_state
+from projections.runner import Projections, RunnerThread, projection_state
 from tests.support import GX_SCHOOL, form
 
 STAFF = Principal("staff-1", Role.SCHOOL, school=GX_SCHOOL)
@@ -300,3 +300,39 @@ def test_a_view_reading_some_topics_moves_over_the_events_it_does_not_read(servi
         keys = conn.execute(select(func.count()).select_from(
             projections.active_tables("case_keys")["keys"])).scalar_one()
     assert keys == 2
+
+
+def test_an_idle_runner_asks_the_views_only_when_the_log_moves(services: Services) -> None:
+    """While the log's head stays where a catch-up that found nothing left it, a poll reads the head and nothing
+    more; a new event is applied at the next poll; and the views are asked anyway every FULL_POLL_SECONDS."""
+    services.projections.catch_up()
+    runner = RunnerThread(services.projections, interval=0.01)
+    runner.FULL_POLL_SECONDS = 3600.0
+    runner.start()
+    try:
+        _wait(lambda: runner._idle is not None)
+        idle_catch_ups = runner.catch_ups
+        threading.Event().wait(0.3)  # about 30 polls
+        assert runner.catch_ups == idle_catch_ups
+        case_id = _walk(services, 40)
+        head = services.projections.head()
+        _wait(lambda: runner._idle is not None and runner._idle[0] == head)
+        assert runner.catch_ups > idle_catch_ups
+        cases = services.projections.active_tables("case_index")["cases"]
+        with services.engine.connect() as conn:
+            status = conn.execute(select(cases.c.status).where(cases.c.case_id == str(case_id))).scalar_one()
+        assert status == "assessed"
+        runner.FULL_POLL_SECONDS = 0.0
+        asked = runner.catch_ups
+        _wait(lambda: runner.catch_ups >= asked + 3)
+    finally:
+        runner.stop()
+
+
+def _wait(condition: Any, seconds: float = 10.0) -> None:
+    deadline = threading.Event()
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        deadline.wait(0.01)
+    raise AssertionError("condition not reached in time")
