@@ -49,6 +49,10 @@ class CaseIndex(View):
     # filled (Projections.ensure: an online rebuild).
     schema_version: ClassVar[int] = 7
     topics: ClassVar[tuple[str, ...]] = CASE_EVENT_TOPICS  # not rounds, plans, samples …
+    # Every event moves the row's version and time; only these seven are read for more (see _apply).
+    lean_topics: ClassVar[frozenset[str]] = frozenset(CASE_EVENT_TOPICS) - {
+        "case.applied", "case.amended", "case.verified", "case.assessed", "case.rated", "case.objection_resolved",
+        "case.readjusted"}
 
     def __init__(self) -> None:
         self.cache = RowCache()

@@ -24,6 +24,7 @@ class CaseVersions(View):
     name: ClassVar[str] = "case_versions"
     schema_version: ClassVar[int] = 2
     topics: ClassVar[tuple[str, ...]] = CASE_EVENT_TOPICS  # not rounds, plans, samples …
+    lean_topics: ClassVar[frozenset[str]] = frozenset(CASE_EVENT_TOPICS)  # the envelope and the event's class only
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
         table = Table(

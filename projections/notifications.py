@@ -198,6 +198,10 @@ class Notifications(View):
     # 3: on SQLite a WITHOUT ROWID table.
     schema_version: ClassVar[int] = 3
     topics: ClassVar[tuple[str, ...]] = CASE_TOPICS + OTHER_TOPICS
+    # Messages made from the case's context alone (_PLAIN, and Assessed and Revoked in fan_out).
+    lean_topics: ClassVar[frozenset[str]] = frozenset({
+        "case.withdrawn", "case.class_evaluated", "case.publicity_exempted", "case.confirmed", "case.archived",
+        "case.assessed", "case.revoked"})
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
         cases = Table(

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import Notification, find_id_convertor
+from eventsourcing.utils import resolve_topic
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -60,6 +61,10 @@ projection_state = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# How every stored event's state begins (the library's JSON transcoder, compact, `timestamp` the first attribute
+# after the two it stores in columns): see Projections.lean_event.
+_LEAN_PREFIX = b'{"timestamp":{"_type_":"datetime_iso","_data_":"'
 
 RETIRED_GRACE = timedelta(seconds=10)  # queries that resolved the old generation finish before its tables go
 # Events per rebuild transaction. Each batch pays fixed costs (the tracking row, every count it moves, rows of
@@ -148,6 +153,10 @@ class View:
     name: ClassVar[str]
     schema_version: ClassVar[int] = 1
     topics: ClassVar[tuple[str, ...]] = ()  # empty: every event
+    # Topics whose events this view reads only by their class and the envelope (case, version, time, position),
+    # never an attribute of their own: the runner hands them over without decoding their payload (`lean_event`).
+    # A view that reads an attribute of such an event anyway gets AttributeError, not a wrong row.
+    lean_topics: ClassVar[frozenset[str]] = frozenset()
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
         raise NotImplementedError
@@ -303,10 +312,38 @@ class Projections:
         return applied
 
     def read_batch(self, view: str, after: int, limit: int) -> tuple[int, list[Envelope]]:
-        """The next events a view takes after log position `after`, decoded: (after, batch)."""
-        notifications = self.store.recorder.select_notifications(
-            start=after + 1, limit=limit, topics=self.views[view].topics)
-        return after, [self._envelope(n) for n in notifications]
+        """The next events a view takes after log position `after`, decoded (those of its `lean_topics` without
+        their payload): (after, batch)."""
+        spec = self.views[view]
+        notifications = self.store.recorder.select_notifications(start=after + 1, limit=limit, topics=spec.topics)
+        lean = spec.lean_topics
+        if not lean:
+            return after, [self._envelope(n) for n in notifications]
+        return after, [Envelope(position=n.id, topic=n.topic, event=self.lean_event(n)) if n.topic in lean
+                       else self._envelope(n) for n in notifications]
+
+    def lean_event(self, notification: Notification) -> Any:
+        """The event of a stored record with its class, case, version and time only. The time is the first item of
+        every stored event's state as the library writes it (`{"timestamp":{"_type_":"datetime_iso","_data_":…`),
+        so it is read without parsing the rest: a fifth of the cost of decoding a small event, and much less of a
+        large one. A state in any other shape is decoded in full."""
+        state = notification.state
+        mapper = self.store.mapper
+        if mapper.cipher is not None:
+            state = mapper.cipher.decrypt(state)
+        if mapper.compressor is not None:
+            state = mapper.compressor.decompress(state)
+        if not state.startswith(_LEAN_PREFIX):
+            return mapper.to_domain_event(notification)
+        end = state.find(b'"', len(_LEAN_PREFIX))
+        cls = resolve_topic(notification.topic)
+        event = object.__new__(cls)
+        object.__setattr__(event, "__dict__", {
+            "originator_id": find_id_convertor(cls, type(notification.originator_id))(notification.originator_id),
+            "originator_version": notification.originator_version,
+            "timestamp": datetime.fromisoformat(state[len(_LEAN_PREFIX):end].decode()),
+        })
+        return event
 
     def _step(self, view: str, generation: int, limit: int,
               prefetched: tuple[int, list[Envelope]] | None = None) -> tuple[int, int | None]:
