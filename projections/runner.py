@@ -19,13 +19,13 @@ import gc
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from eventsourcing.persistence import Notification, find_id_convertor
 from eventsourcing.utils import resolve_topic
@@ -339,7 +339,8 @@ class Projections:
         cls = resolve_topic(notification.topic)
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", {
-            "originator_id": find_id_convertor(cls, type(notification.originator_id))(notification.originator_id),
+            "originator_id": find_id_convertor(cls, cast(Hashable, type(notification.originator_id)))(
+                notification.originator_id),
             "originator_version": notification.originator_version,
             "timestamp": datetime.fromisoformat(state[len(_LEAN_PREFIX):end].decode()),
         })
