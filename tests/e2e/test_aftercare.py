@@ -377,8 +377,9 @@ def test_two_simultaneous_draws_make_one_sample(service_at: Open, auth: TokenFac
         assert len(selected) == 1
 
 
-def test_every_after_identification_view_rebuilds_to_the_same_rows(service_at: Open, auth: TokenFactory) -> None:
-    client = service_at()
+def _after_identification(client: Any, auth: TokenFactory) -> None:
+    """Two identified cases and every after-identification step on them: follow-up sample and record, home visit,
+    aid granted and disbursed, a dishonest revocation, recovery ordered and partly recorded."""
     school = auth("school", school=GX_SCHOOL)
     first, second = identified(client, 1, level=E), identified(client, 2, level=G)
     client.post(f"/v1/schools/{GX_SCHOOL}/follow-ups/sample", headers=school, json={"seed": "r"})
@@ -391,6 +392,11 @@ def test_every_after_identification_view_rebuilds_to_the_same_rows(service_at: O
     client.post(f"/v1/cases/{first}/revoke", headers=school, json={"reason": "false statement", "dishonest": True})
     client.post(f"/v1/cases/{first}/order-recovery", headers=school, json={"amount": "1200.00"})
     client.post(f"/v1/cases/{first}/record-recovery", headers=school, json={"amount": "200.00"})
+
+
+def test_every_after_identification_view_rebuilds_to_the_same_rows(service_at: Open, auth: TokenFactory) -> None:
+    client = service_at()
+    _after_identification(client, auth)
     client.post("/v1/regions/450100/spot-checks", headers=auth("bureau", region="450100"), json={"seed": "r"})
     services = services_of(client)
     views = ("ledger", "follow_ups", "home_visits", "integrity_register", "spot_checks")
@@ -407,18 +413,7 @@ def test_views_read_without_the_payloads_they_do_not_need_build_the_same_rows(
     kind of case event those views take lean, each view rebuilt that way equals the same view rebuilt from fully
     decoded events, row for row, and equals what the live runner built."""
     client = service_at()
-    school = auth("school", school=GX_SCHOOL)
-    first, second = identified(client, 1, level=E), identified(client, 2, level=G)
-    client.post(f"/v1/schools/{GX_SCHOOL}/follow-ups/sample", headers=school, json={"seed": "r"})
-    client.post(f"/v1/cases/{second}/follow-up", headers=school,
-                json={"method": "letter", "checked_on": "2025-09-15", "finding": "inconsistent"})
-    client.post(f"/v1/cases/{first}/home-visit", headers=school, json={"visited_on": "2025-09-15"})
-    client.post(f"/v1/cases/{first}/grant-aid", headers=school, json={"programme": "national_grant",
-                                                                      "amount": "1200.00"})
-    client.post(f"/v1/cases/{first}/disburse", headers=school, json={"amount": "1200.00"})
-    client.post(f"/v1/cases/{first}/revoke", headers=school, json={"reason": "false statement", "dishonest": True})
-    client.post(f"/v1/cases/{first}/order-recovery", headers=school, json={"amount": "1200.00"})
-    client.post(f"/v1/cases/{first}/record-recovery", headers=school, json={"amount": "200.00"})
+    _after_identification(client, auth)
     applicant = auth("applicant", sub="guardian-3", student=id_number(3))
     withdrawn = client.post("/v1/cases", json=form(3), headers=applicant).json()["id"]
     assert client.post(f"/v1/cases/{withdrawn}/withdraw", json={"reason": "moved away"},
