@@ -83,7 +83,7 @@ class IdempotencyMiddleware:
                           "retry it later", headers={"Retry-After": "1"})(scope, receive, send)
             return
         sent = _Recorder(send)
-        ours = claim in ("new", "taken") and responses is not None
+        ours = claim in ("new", "taken")
         alive = asyncio.create_task(self._heartbeat(responses, request)) if ours and responses else None
         if claim == "new":
             request = dataclasses.replace(request, new=True)  # a case command has nothing to search for

@@ -637,8 +637,8 @@ class RunnerThread:
     An idle poll costs one query: while the log's head has not moved since a catch-up found nothing to do, no view
     can have anything to do either (that catch-up left every live generation at that head or switched it), so
     the views are not asked, each with three or four queries. At least every `FULL_POLL_SECONDS` they are asked
-    anyway (a generation another process created, a switch that did not happen). Measured through HTTP on SQLite
-    (bench/README (e)): asking a dozen views every 0.2 s cost a third of the server's query throughput."""
+    anyway (a generation another process created, a switch that did not happen). An idle `zizhu serve` on SQLite
+    went from 6 % to 1.7 % of a core with this (bench/README (e))."""
 
     FULL_POLL_SECONDS = 5.0
 
