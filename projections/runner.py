@@ -317,8 +317,6 @@ class Projections:
         spec = self.views[view]
         notifications = self.store.recorder.select_notifications(start=after + 1, limit=limit, topics=spec.topics)
         lean = spec.lean_topics
-        if not lean:
-            return after, [self._envelope(n) for n in notifications]
         return after, [Envelope(position=n.id, topic=n.topic, event=self.lean_event(n)) if n.topic in lean
                        else self._envelope(n) for n in notifications]
 
