@@ -55,7 +55,7 @@ class CaseIndex(View):
         "case.readjusted"}
 
     def __init__(self) -> None:
-        self.cache = RowCache()
+        self.cache: RowCache[dict[str, Any]] = RowCache()
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
         table = Table(

@@ -40,7 +40,7 @@ class CaseKeys(View):
 
     def __init__(self, keys: SubjectKeys) -> None:
         self.keys = keys
-        self.cache = RowCache()
+        self.cache: RowCache[dict[str, Any]] = RowCache()
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
         table = Table(

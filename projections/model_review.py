@@ -44,7 +44,7 @@ class AssessmentOutcomes(View):
     topics: ClassVar[tuple[str, ...]] = TOPICS
 
     def __init__(self) -> None:
-        self.cache = RowCache()
+        self.cache: RowCache[dict[str, Any]] = RowCache()
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
         table = Table(
