@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from projections.bulk import insert_rows, select_rows, stored_form, upsert_rows
+from projections.bulk import RowCache, insert_rows, stored_form, upsert_rows
 from projections.runner import Envelope, View
 
 CASE_TOPICS = tuple(f"case.{name}" for name in (
@@ -95,6 +95,10 @@ class CaseContext:
         return {"case_id": self.case_id, "school_id": self.school_id, "class_id": self.class_id,
                 "school_region": self.school_region, "data_matched": self.data_matched}
 
+    @classmethod
+    def of_row(cls, row: dict[str, Any]) -> CaseContext:
+        return cls(row["case_id"], row["school_id"], row["class_id"], row["school_region"], bool(row["data_matched"]))
+
 
 def _value(value: Any) -> Any:
     return getattr(value, "value", value)
@@ -122,74 +126,124 @@ _PLAIN: dict[str, tuple[tuple[bool, str, str], ...]] = {
 }
 
 
-def fan_out(kind: str, event: Any, ctx: CaseContext | None) -> list[Message]:
-    """The messages one event sends, per recipient. Round and plan events carry their own context."""
+def _with(base: str, extra: dict[str, Any]) -> str:
+    """The JSON text of object `base` (as `_encode` writes it) with `extra`'s keys after its own: what encoding the
+    merged dict gives, without encoding the case's part again for every message."""
+    return base[:-1] + "," + _encode(extra)[1:]
+
+
+def _other(kind: str, event: Any) -> list[Message]:
+    """Round and plan events: they carry their own context."""
     if kind == "RoundOpened":
         data = {"round_id": str(event.originator_id), "kind": event.kind, "academic_year": event.academic_year,
                 "opens_on": _iso(event.opens_on), "closes_on": _iso(event.closes_on)}
         return _encoded([("school", event.school_id, "round.opened", "认定工作已开启，请按时完成各环节", data)])
     if kind == "RoundClosed":
         return _encoded([("school", event.school_id, "round.closed", "认定工作已结束",
-                                  {"round_id": str(event.originator_id), "closed_on": _iso(event.closed_on)})])
+                          {"round_id": str(event.originator_id), "closed_on": _iso(event.closed_on)})])
     if kind == "PlanCreated":
         return _encoded([("case", event.case_id, "plan.created", "你的一人一案资助育人方案已制定",
-                                  {"plan_id": str(event.originator_id), "case_id": event.case_id})])
+                          {"plan_id": str(event.originator_id), "case_id": event.case_id})])
     if kind == "PlanReviewed":
         return _encoded([("case", event.case_id, "plan.reviewed", "你的资助育人方案已完成年度评估",
-                                  {"plan_id": str(event.originator_id), "case_id": event.case_id})])
-    if ctx is None:
+                          {"plan_id": str(event.originator_id), "case_id": event.case_id})])
+    return []
+
+
+# Per case event kind that carries more than the case: (event, context, the case's data, the staff's data) → its
+# messages, data encoded.
+_Builder = Callable[[Any, CaseContext, str, str], list[Message]]
+
+
+def _assessed(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+    if ctx.data_matched:
         return []
+    return [("class", f"{ctx.school_id}/{ctx.class_id}", "case.awaiting_evaluation", "有认定申请等待班级民主评议",
+             staff)]
+
+
+def _rated(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+    return [("case", ctx.case_id, "case.rated", "学校已作出认定", _with(case, {"level": _level(event.level)}))]
+
+
+def _publicized(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+    window = {"starts_on": _iso(event.starts_on), "ends_on": _iso(event.ends_on)}
+    return [("case", ctx.case_id, "case.publicized", "认定结果进入公示期", _with(case, window)),
+            ("school", ctx.school_id, "deadline.notice_window", "公示期截止前需处理全部异议", _with(staff, window))]
+
+
+def _objected(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+    return [("case", ctx.case_id, "case.objection_raised", "认定结果收到异议，学校将复核", case),
+            ("school", ctx.school_id, "case.objection_raised", "公示期收到异议，请及时处理",
+             _with(staff, {"objection_id": event.objection_id}))]
+
+
+def _objection_resolved(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+    return [("case", ctx.case_id, "case.objection_resolved", "异议已处理", _with(case, {"outcome": event.outcome}))]
+
+
+def _follow_up_selected(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+    return [("school", ctx.school_id, "deadline.follow_up", "本学期需完成的核实抽查",
+             _with(staff, {"deadline": _iso(event.deadline)}))]
+
+
+def _follow_up_recorded(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+    return [("case", ctx.case_id, "case.follow_up_recorded", "学校已完成对你的认定结果的了解核实",
+             _with(case, {"finding": event.finding}))]
+
+
+def _readjusted(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+    return [("case", ctx.case_id, "case.readjusted", "认定结果已动态调整", _with(case, {"level": _level(event.level)}))]
+
+
+def _aid_granted(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+    return [("case", ctx.case_id, "aid.granted", "你获得一项资助",
+             _with(case, {"programme": event.programme, "amount": str(event.amount)}))]
+
+
+def _funds_disbursed(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+    return [("case", ctx.case_id, "aid.disbursed", "资助资金已发放", _with(case, {"amount": str(event.amount)}))]
+
+
+def _revoked(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+    return [("case", ctx.case_id, "case.revoked", "认定资格已取消", case),
+            ("school", ctx.school_id, "case.revoked", "一名学生的认定资格已取消", staff),
+            ("region", ctx.school_region, "case.revoked", "辖区学校取消了一名学生的认定资格",
+             _with(case, {"school_id": ctx.school_id}))]
+
+
+def _recovery_ordered(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+    amount = {"amount": str(event.amount)}
+    return [("case", ctx.case_id, "recovery.ordered", "需退回已发放的资助资金", _with(case, amount)),
+            ("school", ctx.school_id, "recovery.ordered", "已下达资金追回决定", _with(staff, amount))]
+
+
+def _recovered(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+    return [("case", ctx.case_id, "recovery.recorded", "已收到退回的资助资金",
+             _with(case, {"amount": str(event.amount)}))]
+
+
+_BUILDERS: dict[str, _Builder] = {
+    "Assessed": _assessed, "Rated": _rated, "Publicized": _publicized, "Objected": _objected,
+    "ObjectionResolved": _objection_resolved, "FollowUpSelected": _follow_up_selected,
+    "FollowUpRecorded": _follow_up_recorded, "Readjusted": _readjusted, "AidGranted": _aid_granted,
+    "FundsDisbursed": _funds_disbursed, "Revoked": _revoked, "FundsRecoveryOrdered": _recovery_ordered,
+    "FundsRecovered": _recovered,
+}
+
+
+def fan_out(kind: str, event: Any, ctx: CaseContext | None) -> list[Message]:
+    """The messages one event sends, per recipient. Round and plan events carry their own context; a case event
+    whose case this view does not know (its application is not in the log) sends none."""
+    if ctx is None:
+        return _other(kind, event)
+    case_json, staff_json = ctx.data_json()
     plain = _PLAIN.get(kind)
     if plain is not None:
-        case_json, staff_json = ctx.data_json()
         return [("case", ctx.case_id, k, title, case_json) if applicant
                 else ("school", ctx.school_id, k, title, staff_json) for applicant, k, title in plain]
-    case = {"case_id": ctx.case_id}
-    staff = {"case_id": ctx.case_id, "class_id": ctx.class_id}
-    to_applicant = ("case", ctx.case_id)
-    to_school = ("school", ctx.school_id)
-    out: list[Draft] = []
-    if kind == "Assessed":
-        if not ctx.data_matched:
-            out += [("class", f"{ctx.school_id}/{ctx.class_id}", "case.awaiting_evaluation",
-                     "有认定申请等待班级民主评议", staff)]
-    elif kind == "Rated":
-        out += [(*to_applicant, "case.rated", "学校已作出认定", {**case, "level": _level(event.level)})]
-    elif kind == "Publicized":
-        window = {"starts_on": _iso(event.starts_on), "ends_on": _iso(event.ends_on)}
-        out += [(*to_applicant, "case.publicized", "认定结果进入公示期", {**case, **window}),
-                (*to_school, "deadline.notice_window", "公示期截止前需处理全部异议", {**staff, **window})]
-    elif kind == "Objected":
-        out += [(*to_applicant, "case.objection_raised", "认定结果收到异议，学校将复核", case),
-                (*to_school, "case.objection_raised", "公示期收到异议，请及时处理",
-                 {**staff, "objection_id": event.objection_id})]
-    elif kind == "ObjectionResolved":
-        out += [(*to_applicant, "case.objection_resolved", "异议已处理", {**case, "outcome": event.outcome})]
-    elif kind == "FollowUpSelected":
-        out += [(*to_school, "deadline.follow_up", "本学期需完成的核实抽查",
-                 {**staff, "deadline": _iso(event.deadline)})]
-    elif kind == "FollowUpRecorded":
-        out += [(*to_applicant, "case.follow_up_recorded", "学校已完成对你的认定结果的了解核实",
-                 {**case, "finding": event.finding})]
-    elif kind == "Readjusted":
-        out += [(*to_applicant, "case.readjusted", "认定结果已动态调整", {**case, "level": _level(event.level)})]
-    elif kind == "AidGranted":
-        out += [(*to_applicant, "aid.granted", "你获得一项资助",
-                 {**case, "programme": event.programme, "amount": str(event.amount)})]
-    elif kind == "FundsDisbursed":
-        out += [(*to_applicant, "aid.disbursed", "资助资金已发放", {**case, "amount": str(event.amount)})]
-    elif kind == "Revoked":
-        out += [(*to_applicant, "case.revoked", "认定资格已取消", case),
-                (*to_school, "case.revoked", "一名学生的认定资格已取消", staff),
-                ("region", ctx.school_region, "case.revoked", "辖区学校取消了一名学生的认定资格",
-                 {**case, "school_id": ctx.school_id})]
-    elif kind == "FundsRecoveryOrdered":
-        amount = {"amount": str(event.amount)}
-        out += [(*to_applicant, "recovery.ordered", "需退回已发放的资助资金", {**case, **amount}),
-                (*to_school, "recovery.ordered", "已下达资金追回决定", {**staff, **amount})]
-    elif kind == "FundsRecovered":
-        out += [(*to_applicant, "recovery.recorded", "已收到退回的资助资金", {**case, "amount": str(event.amount)})]
-    return _encoded(out)
+    build = _BUILDERS.get(kind)
+    return [] if build is None else build(event, ctx, case_json, staff_json)
 
 
 class Notifications(View):
@@ -202,6 +256,11 @@ class Notifications(View):
     lean_topics: ClassVar[frozenset[str]] = frozenset({
         "case.withdrawn", "case.class_evaluated", "case.publicity_exempted", "case.confirmed", "case.archived",
         "case.assessed", "case.revoked"})
+
+    def __init__(self) -> None:
+        # The cases' contexts kept between batches (a case's events come days apart, between other cases'): at
+        # 200,000 cases, reading them back was a sixth of a rebuild (bench/README (a)).
+        self.cache: RowCache[CaseContext] = RowCache(load=CaseContext.of_row)
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
         cases = Table(
@@ -233,10 +292,7 @@ class Notifications(View):
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
         cases = tables["cases"]
         ids = {e.case_key for e in batch if e.topic.startswith("case.")}
-        known: dict[str, CaseContext] = {
-            key: CaseContext(r["case_id"], r["school_id"], r["class_id"], r["school_region"], bool(r["data_matched"]))
-            for key, r in select_rows(conn, cases, "case_id", ids).items()
-        }
+        known = self.cache.rows(conn, cases, "case_id", ids)
         existing = set(known)
         touched: set[str] = set()
         rows: list[tuple[Any, ...]] = []
@@ -252,22 +308,28 @@ class Notifications(View):
                     known[key] = CaseContext(key, student["school_id"], student["class_id"], event.school_region)
                     touched.add(key)
                 elif kind == "Amended" and key in known:
-                    known[key].class_id = event.form["student"]["class_id"]
-                    known[key].data_matched = False
-                    touched.add(key)
+                    ctx = known[key]
+                    class_id = event.form["student"]["class_id"]
+                    if (ctx.class_id, ctx.data_matched) != (class_id, False):
+                        ctx.class_id, ctx.data_matched = class_id, False
+                        touched.add(key)
                 elif kind == "Verified" and key in known:
-                    known[key].data_matched = event.method == "data_match" and bool(event.confirmed)
-                    touched.add(key)
+                    ctx = known[key]
+                    matched = event.method == "data_match" and bool(event.confirmed)
+                    if ctx.data_matched != matched:  # a row is written only when it changes
+                        ctx.data_matched = matched
+                        touched.add(key)
                 ctx = known.get(key)
             messages = fan_out(kind, event, ctx)
             if messages:
                 at = stored_time(envelope.occurred_at)
-                for seq, (recipient_kind, recipient_key, message_kind, title, data) in enumerate(messages):
-                    # In the column order of the messages table (insert_rows).
-                    rows.append((envelope.position, seq, recipient_kind, recipient_key, message_kind, title, data, at))
+                position = envelope.position
+                # In the column order of the messages table (insert_rows).
+                rows += [(position, seq, *message, at) for seq, message in enumerate(messages)]
         upsert_rows(conn, cases, "case_id", [known[k].row() for k in touched if k not in existing],
                     [known[k].row() for k in touched if k in existing])
         insert_rows(conn, tables["messages"], rows, stored=True)
+        self.cache.keep(cases, known)
 
 
 def message_data(stored: Any) -> dict[str, Any]:
