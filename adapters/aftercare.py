@@ -441,11 +441,14 @@ class Aftercare:
         number = validate_resident_id(id_number, "id_number")
         person = self.keys.person(number)
         tables = self.projections.active_tables("integrity_register")
-        records, links = tables["records"], tables["links"]
+        records, links, cases = tables["records"], tables["links"], tables["cases"]
         with self.projections.engine.connect() as conn:
             if role is Role.SCHOOL:
-                linked = conn.execute(select(func.count()).select_from(links).where(and_(
-                    links.c.person_key == person, links.c.school_id == principal.school))).scalar_one()
+                # The student of one of its cases, or a guardian or person recorded against on one.
+                linked = conn.execute(select(cases.c.case_id).where(and_(
+                    cases.c.student_key == person, cases.c.school_id == principal.school)).limit(1)).first() or \
+                    conn.execute(select(links.c.case_id).where(and_(
+                        links.c.person_key == person, links.c.school_id == principal.school)).limit(1)).first()
                 if not linked:
                     self.log.info("integrity_records_refused", sub=principal.sub, role=role.value)
                     raise CaseNotFound("no such person among this school's cases")

@@ -2,9 +2,10 @@
 
 Keyed by the person's keyed hash (adapters.person_keys: HMAC under ZIZHU_SECRET), never by the ID number: the
 plain number has no column here. Records come from `IntegrityViolationRecorded` (on its own, or right after a
-dishonest `Revoked`). A second table links persons to the cases they appear on (the student of every case, the
-guardian when the form names one by `household.guardian_id_number`, and whoever a record was made against), which
-is how a school's right to ask about a person is decided: only persons on its own cases.
+dishonest `Revoked`). The persons each case names are how a school's right to ask about a person is decided (only
+persons on its own cases): the student is on the case's row (`student_key`), and a second table links the others
+to the cases they appear on (the guardian when the form names one by `household.guardian_id_number`, and whoever
+a record was made against).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from adapters.person_keys import PersonKeys
 from domain.case import local_date
-from projections.bulk import insert_missing_rows, insert_rows, select_rows
+from projections.bulk import RowCache, insert_missing_rows, insert_rows
 from projections.ledger import write
 from projections.runner import Envelope, View
 
@@ -33,11 +34,13 @@ def guardian_id(form: Mapping[str, Any]) -> str | None:
 
 class IntegrityRegister(View):
     name: ClassVar[str] = "integrity_register"
-    schema_version: ClassVar[int] = 1
+    # 2: the student's key on the case's row (one row per application, not two); on SQLite WITHOUT ROWID tables.
+    schema_version: ClassVar[int] = 2
     topics: ClassVar[tuple[str, ...]] = TOPICS
 
     def __init__(self, keys: PersonKeys) -> None:
         self.keys = keys
+        self.cache: RowCache[dict[str, Any]] = RowCache()  # the cases' rows, kept between batches
 
     def define_tables(self, md: MetaData, suffix: str) -> dict[str, Table]:
         records = Table(
@@ -60,27 +63,31 @@ class IntegrityRegister(View):
             f"integrity_links{suffix}", md,
             Column("person_key", String(64), primary_key=True),
             Column("case_id", String(36), primary_key=True),
-            Column("role", String(16), primary_key=True),  # student | guardian | recorded
+            Column("role", String(16), primary_key=True),  # guardian | recorded
             Column("school_id", String(32), nullable=False),
             Column("school_region", String(6), nullable=False),
+            sqlite_with_rowid=False,
         )
         Index(f"ix_integrity_links{suffix}_school", links.c.person_key, links.c.school_id)
         cases = Table(
             f"integrity_cases{suffix}", md,
             Column("case_id", String(36), primary_key=True),
+            Column("student_key", String(64), nullable=False),
             Column("academic_year", String(9), nullable=False),
             Column("school_id", String(32), nullable=False),
             Column("school_region", String(6), nullable=False),
             Column("guardian_key", String(64)),
             Column("revoked_version", Integer),  # a dishonest revocation's version: the next record comes from it
             Column("dishonest", Boolean, nullable=False),
+            sqlite_with_rowid=False,
         )
+        Index(f"ix_integrity_cases{suffix}_student", cases.c.student_key, cases.c.school_id)
         return {"records": records, "links": links, "cases": cases}
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
         records, links, cases_table = tables["records"], tables["links"], tables["cases"]
         ids = {e.case_key for e in batch}
-        cases: dict[str, dict[str, Any]] = select_rows(conn, cases_table, "case_id", ids)
+        cases = self.cache.rows(conn, cases_table, "case_id", ids)
         existing = set(cases)
         new_records: list[dict[str, Any]] = []
         new_links: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -89,11 +96,11 @@ class IntegrityRegister(View):
             event, key = envelope.event, envelope.case_key
             kind = type(event).__name__
             if kind == "Applied":
-                cases[key] = {"case_id": key, "academic_year": event.form["academic_year"],
-                              "school_id": event.form["student"]["school_id"], "school_region": event.school_region,
-                              "guardian_key": None, "revoked_version": None, "dishonest": False}
-                student = self.keys.person(event.form["student"]["id_number"])
-                new_links[(student, key, "student")] = self._link(student, key, "student", cases[key])
+                student = event.form["student"]
+                cases[key] = {"case_id": key, "student_key": self.keys.person(student["id_number"]),
+                              "academic_year": event.form["academic_year"], "school_id": student["school_id"],
+                              "school_region": event.school_region, "guardian_key": None, "revoked_version": None,
+                              "dishonest": False}
             case = cases.get(key)
             if case is None:
                 continue
@@ -120,7 +127,9 @@ class IntegrityRegister(View):
                     "position": envelope.position,
                 })
                 new_links[(person, key, "recorded")] = self._link(person, key, "recorded", case)
-        write(conn, cases_table, {k: cases[k] for k in cases if k in ids}, existing, "case_id")
+        written = {k: cases[k] for k in cases if k in ids}
+        write(conn, cases_table, written, existing, "case_id")
+        self.cache.keep(cases_table, written)
         for person_key, case_id, role in dropped_links:
             conn.execute(links.delete().where(and_(links.c.person_key == person_key, links.c.case_id == case_id,
                                                    links.c.role == role)))
