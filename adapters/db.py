@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -26,6 +27,9 @@ def create_db_engine(settings: Settings) -> Engine:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # Helper threads for large sorts, i.e. the indexes a rebuilt generation gets at its switch: measured
+            # on 3,400,000 notification rows (200,000 cases), 2.25 s with none, 1.85 s with two (bench/README (a)).
+            cursor.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4)}")
             cursor.close()
 
         return engine
