@@ -8,6 +8,11 @@ and PostgreSQL, against two baselines measured in the same run on a fresh store 
 - raw inserts: rows of the same sizes inserted with the driver alone (sqlite3 / psycopg) into a table shaped like
   the events table, one transaction per command: the database's own ceiling on this machine.
 
+And the library's own floor, on two more fresh stores: a minimal aggregate of eventsourcing's (one method, one
+event) saved after every command by a plain `Application` on the store's recorder (the hash chain's, as ours),
+against that recorder appending the same stored events bare. No application built on the library over this
+recorder can come closer to bare appends than that ratio on this machine.
+
 Each student goes apply → verify → assess → evaluate → rate (five commands, one event each), single-threaded, so
 the figures are per core; the HTTP scenario covers concurrency. A breakdown of where a command's time goes (load,
 decide, save) is measured on the same run.
@@ -25,6 +30,8 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import InfrastructureFactory, StoredEvent
 from eventsourcing.utils import Environment
 from sqlalchemy.engine import make_url
@@ -133,12 +140,51 @@ def append_seconds(recorder: Any, groups: list[list[StoredEvent]]) -> float:
     return time.perf_counter() - started
 
 
-def plain_recorder(services: Services) -> Any:
-    """The library's own application recorder on the same database, without our hash chain."""
+def plain_env(services: Services) -> dict[str, str]:
+    """The store's eventsourcing settings with the library's own application recorder (no hash chain)."""
     env = {k: v for k, v in eventsourcing_env(services.settings).items() if k != "APPLICATION_RECORDER_TOPIC"}
     env["CREATE_TABLE"] = "y"
-    factory = InfrastructureFactory.construct(Environment("plain", env))
+    return env
+
+
+def plain_recorder(services: Services) -> Any:
+    """The library's own application recorder on the same database, without our hash chain."""
+    factory = InfrastructureFactory.construct(Environment("plain", plain_env(services)))
     return factory.application_recorder()
+
+
+class MinimalCase(Aggregate):
+    """The least an application on the library does per command: one method that records one event."""
+
+    def __init__(self, form: dict[str, Any]) -> None:
+        self.form = form
+        self.step_name = "apply"
+
+    @event("Stepped")
+    def step(self, step_name: str, facts: dict[str, Any]) -> None:
+        self.step_name = step_name
+
+
+def library_floor(app_services: Services, bare_services: Services, students: int) -> tuple[int, float, float]:
+    """(commands, seconds through `Application.save`, seconds of bare appends of the same stored events): each
+    student's case made with an application-sized form, then stepped four times, saved after every command."""
+    app = Application[UUID](env={**eventsourcing_env(app_services.settings), "CREATE_TABLE": "y"})
+    facts = {"method": "document", "confirmed_categories": ["minimum_living_allowance"], "notes": "",
+             "actor": {"sub": STAFF.sub, "role": STAFF.role.value}}
+    ids = []
+    started = time.perf_counter()
+    for i in range(students):
+        case = MinimalCase(application(i))
+        app.save(case)
+        for name in STEPS[1:]:
+            case.step(name, facts)
+            app.save(case)
+        ids.append(case.id)
+    through_app = time.perf_counter() - started
+    groups = [[e] for case_id in ids for e in app.recorder.select_events(case_id)]
+    app.close()
+    bare = append_seconds(bare_services.store.recorder, groups)
+    return len(groups), through_app, bare
 
 
 class RawTable:
@@ -252,6 +298,8 @@ def run_backend(backend: str, students: int, rounds: int = 3) -> dict[str, float
             sizes += [len(e.state) for g in groups for e in g]
         raw.close()
         split = breakdown(services, max(students // 5, 10), offset=1_600_000)
+    with fresh_services(backend) as floor_app, fresh_services(backend) as floor_bare:
+        floor_commands, floor_app_seconds, floor_bare_seconds = library_floor(floor_app, floor_bare, students)
     rate = {k: commands / v for k, v in seconds.items()}
     say(f"  {backend:8} {commands:,} commands, events of {sum(sizes) / len(sizes):,.0f} bytes on average")
     say(f"    through CaseService     {rate['service']:9,.0f} commands/s")
@@ -259,6 +307,9 @@ def run_backend(backend: str, students: int, rounds: int = 3) -> dict[str, float
                        ("raw", "raw driver inserts     ")):
         goal = f" (goal ≥ {GOAL})" if key == "bare" else ""
         say(f"    {label} {rate[key]:9,.0f} commands/s   service/{key:5} {ratio(rate['service'], rate[key])}{goal}")
+    floor_rate, floor_bare_rate = floor_commands / floor_app_seconds, floor_commands / floor_bare_seconds
+    say(f"    library's floor          {floor_rate:9,.0f} commands/s   against {floor_bare_rate:,.0f}/s bare "
+        f"{ratio(floor_rate, floor_bare_rate)}  (a minimal eventsourcing aggregate saved by Application.save)")
     say("    per command: ms in all, store reads and writes, ms of them in the store")
     for step, entry in split.items():
         say(f"      {step:9} {entry['ms']:6.2f} ms   {entry['reads']:4.1f} reads  {entry['writes']:3.1f} writes   "
