@@ -72,7 +72,7 @@ def _encoder() -> Callable[[Any], str]:
 _encode = _encoder()
 
 
-@dataclass
+@dataclass(slots=True)
 class CaseContext:
     """What the fan-out needs to know about a case beyond the event in hand."""
 
