@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import TypeEngine
 
-from projections.runner import Batch, current_batch
+from projections.runner import Batch, current_batch, kept_for_batches
 
 SEPARATOR = "\x1f"  # ASCII unit separator: never part of an id, code or status a view keys on
 
@@ -384,6 +384,7 @@ class RowCache(Generic[R]):
         self._load = load
         self._lock = threading.Lock()
         self._tables: dict[int, _Kept[R]] = {}  # by the Table object's id: one per store and generation
+        kept_for_batches.add(self)
 
     def rows(self, conn: Connection, table: Table, key: str, keys: Collection[str]) -> dict[str, R]:
         """The rows whose `key` is one of `keys`, by key, for this batch to change and `keep`."""
@@ -427,6 +428,21 @@ class RowCache(Generic[R]):
             batch.on_commit.append(lambda: self._commit(kept, batch))
         kept.pending.append(rows)
 
+    def settle(self, view: str) -> None:
+        """`view`'s rebuild is over: keep no more of its rows than a live generation does (a batch in flight
+        trims them itself when it commits)."""
+        with self._lock:
+            for kept in self._tables.values():
+                if kept.view == view and kept.owner is None:
+                    self._trim(kept, min(self.size, self.live_size))
+
+    @staticmethod
+    def _trim(kept: _Kept[R], limit: int) -> None:
+        rows = kept.rows
+        while len(rows) > limit:
+            rows.popitem(last=False)
+            kept.complete = False
+
     def _begin(self, table: Table, batch: Batch) -> _Kept[R]:
         with self._lock:
             kept = self._tables.get(id(table))  # a _Kept holds its table, so the id is not reused meanwhile
@@ -450,10 +466,7 @@ class RowCache(Generic[R]):
                 for k, row in written.items():
                     rows[k] = row
                     rows.move_to_end(k)
-            limit = self.size if batch.building else min(self.size, self.live_size)
-            while len(rows) > limit:
-                rows.popitem(last=False)
-                kept.complete = False
+            self._trim(kept, self.size if batch.building else min(self.size, self.live_size))
             kept.position, kept.owner, kept.pending = batch.after, None, []
 
 

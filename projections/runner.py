@@ -19,13 +19,14 @@ import gc
 import hashlib
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from eventsourcing.persistence import Notification, find_id_convertor
 from eventsourcing.utils import resolve_topic
@@ -135,6 +136,14 @@ _batch: ContextVar[Batch | None] = ContextVar("zizhu_projection_batch", default=
 
 def current_batch() -> Batch | None:
     return _batch.get()
+
+
+class Settles(Protocol):
+    def settle(self, view: str) -> None: ...
+
+
+# What views keep in memory for their batches (projections.bulk.RowCache): told when a view's rebuild is over.
+kept_for_batches: weakref.WeakSet[Settles] = weakref.WeakSet()
 
 
 @contextmanager
@@ -568,7 +577,11 @@ class Projections:
                     on_progress(progress)
                 if applied == 0 and (self._switch_if_caught_up(view, generation)
                                      or self._status(view, generation) == "active"):
-                    # Switched here, or by another process rebuilding the same generation.
+                    # Switched here, or by another process rebuilding the same generation. What the view kept
+                    # for the rebuild shrinks to what a live generation keeps (`zizhu rebuild` of every view
+                    # would otherwise hold each view's rows until it exits).
+                    for kept in list(kept_for_batches):
+                        kept.settle(view)
                     self._drop_retired()
                     return progress
 

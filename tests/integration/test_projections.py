@@ -16,6 +16,7 @@ from adapters.auth import Principal
 from api.deps import Services
 from domain.values import Role
 from projections import all_views
+from projections.bulk import RowCache
 from projections.case_index import CaseIndex
 from projections.case_versions import AsOfIndex, CaseVersions, ViewBehind
 from projections.runner import Projections, RunnerThread, projection_state
@@ -156,10 +157,19 @@ def test_a_new_schema_with_other_tables_takes_over_at_once(services: Services) -
         assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 3
 
 
-def test_rebuild_fills_a_new_generation_while_the_old_one_answers_then_switches(services: Services) -> None:
+def test_rebuild_fills_a_new_generation_while_the_old_one_answers_then_switches(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
     for seq in range(1, 6):
         _walk(services, seq)
     projections = services.projections
+    settled: list[str] = []
+    settle = RowCache.settle
+
+    def counted(cache: RowCache[Any], view: str) -> None:
+        settled.append(view)
+        settle(cache, view)
+
+    monkeypatch.setattr(RowCache, "settle", counted)
     projections.catch_up()
     before = projections.checksum("case_index")
     old = projections.active_generation("case_index", max_age=0)
@@ -186,6 +196,7 @@ def test_rebuild_fills_a_new_generation_while_the_old_one_answers_then_switches(
     progress = projections.rebuild("case_index", batch_size=3)
     assert progress.generation == building
     assert projections.active_generation("case_index", max_age=0) == building
+    assert "case_index" in settled  # what the view kept for the rebuild shrinks to what a live one keeps
     assert projections.checksum("case_index") == before
     assert indexes() >= expected  # indexed before it answers queries
 

@@ -176,3 +176,20 @@ def test_a_generation_that_went_live_keeps_only_a_few_rows(monkeypatch: pytest.M
         _batch(h, view, h.envelopes([c.events[-1] for c in cases[1:]]), live[-1].position)
         assert len(reads[-1]) == 2  # of the three cases, one was still kept
         assert {r["status"] for r in h.rows("cases")} == {"verified"}
+
+
+def test_a_finished_rebuild_keeps_only_what_a_live_generation_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = [Steps.apply(seq) for seq in range(1, 5)]
+    view = CaseIndex()
+    view.cache = RowCache(size=5, live_size=2)
+    with harness(view) as h:
+        reads = _reads(monkeypatch)
+        built = h.envelopes([e for c in cases for e in c.events])
+        _batch(h, view, built, 0, building=True)  # all four kept while building
+        view.cache.settle("other_view")
+        view.cache.settle("case_index")  # the rebuild has switched over: two are let go (the first kept)
+        for c in cases:
+            c.verify("minimum_living_allowance")
+        _batch(h, view, h.envelopes([c.events[-1] for c in cases]), built[-1].position)
+        assert reads == [{str(cases[0].case.id), str(cases[1].case.id)}]
+        assert {r["status"] for r in h.rows("cases")} == {"verified"}
