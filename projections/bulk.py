@@ -436,6 +436,14 @@ class RowCache(Generic[R]):
                 if kept.view == view and kept.owner is None:
                     self._trim(kept, min(self.size, self.live_size))
 
+    def moved(self, view: str, generation: int, position: int, to: int) -> None:
+        """A generation's position moved from `position` to `to` with no batch (over events the view does not
+        read): rows kept as of `position` are still what the table holds."""
+        with self._lock:
+            for kept in self._tables.values():
+                if (kept.view, kept.generation, kept.position, kept.owner) == (view, generation, position, None):
+                    kept.position = to
+
     @staticmethod
     def _trim(kept: _Kept[R], limit: int) -> None:
         rows = kept.rows

@@ -138,12 +138,15 @@ def current_batch() -> Batch | None:
     return _batch.get()
 
 
-class Settles(Protocol):
+class KeptForBatches(Protocol):
     def settle(self, view: str) -> None: ...
 
+    def moved(self, view: str, generation: int, position: int, to: int) -> None: ...
 
-# What views keep in memory for their batches (projections.bulk.RowCache): told when a view's rebuild is over.
-kept_for_batches: weakref.WeakSet[Settles] = weakref.WeakSet()
+
+# What views keep in memory for their batches (projections.bulk.RowCache): told when a view's rebuild is over, and
+# when a generation's position moves over events the view does not read.
+kept_for_batches: weakref.WeakSet[KeptForBatches] = weakref.WeakSet()
 
 
 @contextmanager
@@ -413,7 +416,11 @@ class Projections:
                                  .where(key, projection_state.c.status != "retired",
                                         projection_state.c.position == position)
                                  .values(position=head, updated_at=datetime.now(UTC)))
-        return head if moved.rowcount else position
+        if not moved.rowcount:
+            return position
+        for kept in list(kept_for_batches):  # no row changed: what the view kept as of `position` holds at `head`
+            kept.moved(view, generation, position, head)
+        return head
 
     def _envelope(self, notification: Notification) -> Envelope:
         return Envelope(position=notification.id, topic=notification.topic,

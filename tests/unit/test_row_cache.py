@@ -193,3 +193,23 @@ def test_a_finished_rebuild_keeps_only_what_a_live_generation_keeps(monkeypatch:
         _batch(h, view, h.envelopes([c.events[-1] for c in cases]), built[-1].position)
         assert reads == [{str(cases[0].case.id), str(cases[1].case.id)}]
         assert {r["status"] for r in h.rows("cases")} == {"verified"}
+
+
+def test_kept_rows_follow_a_position_moved_over_events_the_view_does_not_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    one, two = Steps.apply(1), Steps.apply(2)
+    view = CaseIndex()
+    view.cache = RowCache(size=1)  # one of the two kept: the cache does not hold every row
+    with harness(view) as h:
+        reads = _reads(monkeypatch)
+        first = h.envelopes([*one.events, *two.events])
+        _batch(h, view, first, 0)
+        skipped_to = first[-1].position + 10  # the runner moved the position over ten unread events
+        view.cache.moved("case_index", 2, first[-1].position, skipped_to)  # another generation's move: ignored
+        view.cache.moved("case_index", 1, first[-1].position, skipped_to)
+        two.verify("minimum_living_allowance")
+        _batch(h, view, h.envelopes(two.events[-1:]), skipped_to)
+        assert reads == []  # the second case's row was kept, and still holds at the new position
+        one.verify("minimum_living_allowance")
+        _batch(h, view, h.envelopes(one.events[-1:]), skipped_to + 1)  # a gap no one announced: read back
+        assert reads == [{str(one.case.id)}]
