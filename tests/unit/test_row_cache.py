@@ -4,8 +4,8 @@ for its switch (CaseIndex.finish_building)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from contextlib import nullcontext
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from datetime import date
 from typing import Any
 
@@ -159,7 +159,11 @@ def test_a_rebuild_counts_once_it_has_caught_up_and_gets_the_same_counts() -> No
         assert h.rows("counts") == expected and sum(r["n"] for r in expected) == 3
 
 
-def test_a_generation_that_went_live_keeps_only_a_few_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+@contextmanager
+def _four_built(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ViewHarness, CaseIndex, list[Steps],
+                                                                   list[set[str]], list[Envelope]]]:
+    """Four applications built into a generation whose view keeps five rows while building and two once live:
+    (harness, view, the cases, the keys each later batch reads back, the envelopes built)."""
     cases = [Steps.apply(seq) for seq in range(1, 5)]
     view = CaseIndex()
     view.cache = RowCache(size=5, live_size=2)
@@ -167,6 +171,11 @@ def test_a_generation_that_went_live_keeps_only_a_few_rows(monkeypatch: pytest.M
         reads = _reads(monkeypatch)
         built = h.envelopes([e for c in cases for e in c.events])
         _batch(h, view, built, 0, building=True)  # all four kept while building
+        yield h, view, cases, reads, built
+
+
+def test_a_generation_that_went_live_keeps_only_a_few_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    with _four_built(monkeypatch) as (h, view, cases, reads, built):
         cases[0].verify("minimum_living_allowance")
         live = h.envelopes(cases[0].events[-1:])
         _batch(h, view, live, built[-1].position)  # switched: the first live batch keeps two
@@ -179,13 +188,7 @@ def test_a_generation_that_went_live_keeps_only_a_few_rows(monkeypatch: pytest.M
 
 
 def test_a_finished_rebuild_keeps_only_what_a_live_generation_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
-    cases = [Steps.apply(seq) for seq in range(1, 5)]
-    view = CaseIndex()
-    view.cache = RowCache(size=5, live_size=2)
-    with harness(view) as h:
-        reads = _reads(monkeypatch)
-        built = h.envelopes([e for c in cases for e in c.events])
-        _batch(h, view, built, 0, building=True)  # all four kept while building
+    with _four_built(monkeypatch) as (h, view, cases, reads, built):
         view.cache.settle("other_view")
         view.cache.settle("case_index")  # the rebuild has switched over: two are let go (the first kept)
         for c in cases:
