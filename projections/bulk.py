@@ -428,21 +428,25 @@ class RowCache(Generic[R]):
             batch.on_commit.append(lambda: self._commit(kept, batch))
         kept.pending.append(rows)
 
-    def settle(self, view: str) -> None:
-        """`view`'s rebuild is over: keep no more of its rows than a live generation does (a batch in flight
-        trims them itself when it commits)."""
+    def settle(self, tables: Iterable[Table]) -> None:
+        """The rebuild of the generation these are the tables of is over: keep no more of their rows than a live
+        generation does (a batch in flight trims them itself when it commits)."""
         with self._lock:
-            for kept in self._tables.values():
-                if kept.view == view and kept.owner is None:
+            for kept in self._of(tables):
+                if kept.owner is None:
                     self._trim(kept, min(self.size, self.live_size))
 
-    def moved(self, view: str, generation: int, position: int, to: int) -> None:
-        """A generation's position moved from `position` to `to` with no batch (over events the view does not
-        read): rows kept as of `position` are still what the table holds."""
+    def moved(self, tables: Iterable[Table], position: int, to: int) -> None:
+        """The position of the generation these are the tables of moved from `position` to `to` with no batch
+        (over events the view does not read): rows kept as of `position` are still what the tables hold."""
         with self._lock:
-            for kept in self._tables.values():
-                if (kept.view, kept.generation, kept.position, kept.owner) == (view, generation, position, None):
+            for kept in self._of(tables):
+                if kept.owner is None and kept.position == position:
                     kept.position = to
+
+    def _of(self, tables: Iterable[Table]) -> list[_Kept[R]]:
+        return [kept for table in tables if (kept := self._tables.get(id(table))) is not None
+                and kept.table is table]
 
     @staticmethod
     def _trim(kept: _Kept[R], limit: int) -> None:

@@ -20,7 +20,7 @@ import hashlib
 import threading
 import time
 import weakref
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -139,13 +139,13 @@ def current_batch() -> Batch | None:
 
 
 class KeptForBatches(Protocol):
-    def settle(self, view: str) -> None: ...
+    def settle(self, tables: Iterable[Table]) -> None: ...
 
-    def moved(self, view: str, generation: int, position: int, to: int) -> None: ...
+    def moved(self, tables: Iterable[Table], position: int, to: int) -> None: ...
 
 
-# What views keep in memory for their batches (projections.bulk.RowCache): told when a view's rebuild is over, and
-# when a generation's position moves over events the view does not read.
+# What views keep in memory for their batches (projections.bulk.RowCache), told about a generation (by its tables)
+# when its rebuild is over, and when its position moves over events the view does not read.
 kept_for_batches: weakref.WeakSet[KeptForBatches] = weakref.WeakSet()
 
 
@@ -418,8 +418,9 @@ class Projections:
                                  .values(position=head, updated_at=datetime.now(UTC)))
         if not moved.rowcount:
             return position
+        tables = self.tables_of(view, generation).values()
         for kept in list(kept_for_batches):  # no row changed: what the view kept as of `position` holds at `head`
-            kept.moved(view, generation, position, head)
+            kept.moved(tables, position, head)
         return head
 
     def _envelope(self, notification: Notification) -> Envelope:
@@ -587,8 +588,9 @@ class Projections:
                     # Switched here, or by another process rebuilding the same generation. What the view kept
                     # for the rebuild shrinks to what a live generation keeps (`zizhu rebuild` of every view
                     # would otherwise hold each view's rows until it exits).
+                    tables = self.tables_of(view, generation).values()
                     for kept in list(kept_for_batches):
-                        kept.settle(view)
+                        kept.settle(tables)
                     self._drop_retired()
                     return progress
 

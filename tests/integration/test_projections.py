@@ -4,13 +4,14 @@ automatic rebuild of a view whose schema changed, rebuild with switch-over, and 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, ClassVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Column, MetaData, String, func, inspect, select
+from sqlalchemy import Column, MetaData, String, Table, func, inspect, select
 
 from adapters.auth import Principal
 from api.deps import Services
@@ -162,12 +163,13 @@ def test_rebuild_fills_a_new_generation_while_the_old_one_answers_then_switches(
     for seq in range(1, 6):
         _walk(services, seq)
     projections = services.projections
-    settled: list[str] = []
+    settled: list[list[str]] = []
     settle = RowCache.settle
 
-    def counted(cache: RowCache[Any], view: str) -> None:
-        settled.append(view)
-        settle(cache, view)
+    def counted(cache: RowCache[Any], tables: Iterable[Table]) -> None:
+        tables = list(tables)
+        settled.append([t.name for t in tables])
+        settle(cache, tables)
 
     monkeypatch.setattr(RowCache, "settle", counted)
     projections.catch_up()
@@ -196,7 +198,8 @@ def test_rebuild_fills_a_new_generation_while_the_old_one_answers_then_switches(
     progress = projections.rebuild("case_index", batch_size=3)
     assert progress.generation == building
     assert projections.active_generation("case_index", max_age=0) == building
-    assert "case_index" in settled  # what the view kept for the rebuild shrinks to what a live one keeps
+    # What the view kept for the rebuild shrinks to what a live one keeps.
+    assert [t.name for t in projections.tables_of("case_index", building).values()] in settled
     assert projections.checksum("case_index") == before
     assert indexes() >= expected  # indexed before it answers queries
 
@@ -296,12 +299,13 @@ def test_a_view_reading_some_topics_moves_over_the_events_it_does_not_read(
     is the log's head, not its last such event, so checking that it has caught up does not scan an ever longer
     stretch of the log (one scan per read-your-writes query). The rows it keeps between batches move with it."""
     projections = services.projections
-    moves: list[tuple[str, int, int, int]] = []
+    moves: list[tuple[list[str], int, int]] = []
     moved = RowCache.moved
 
-    def counted(cache: RowCache[Any], view: str, generation: int, position: int, to: int) -> None:
-        moves.append((view, generation, position, to))
-        moved(cache, view, generation, position, to)
+    def counted(cache: RowCache[Any], tables: Iterable[Table], position: int, to: int) -> None:
+        tables = list(tables)
+        moves.append(([t.name for t in tables], position, to))
+        moved(cache, tables, position, to)
 
     monkeypatch.setattr(RowCache, "moved", counted)
     generation = projections.active_generation("case_keys", max_age=0)
@@ -312,7 +316,7 @@ def test_a_view_reading_some_topics_moves_over_the_events_it_does_not_read(
     assert projections.position("case_keys", generation) == head - 1 > start  # at the verification
     assert projections.step("case_keys", generation) == 0
     assert projections.position("case_keys", generation) == head  # over the assessment it does not read
-    assert ("case_keys", generation, head - 1, head) in moves
+    assert ([t.name for t in projections.tables_of("case_keys", generation).values()], head - 1, head) in moves
     assert projections.wait_for("case_keys", head, timeout=0.1)
     _walk(services, 2)  # an application after the move is still read
     projections.catch_up()

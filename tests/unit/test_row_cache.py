@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import MetaData, select
 
 from domain.values import VerificationMethod
 from projections import bulk
@@ -189,12 +189,16 @@ def test_a_generation_that_went_live_keeps_only_a_few_rows(monkeypatch: pytest.M
 
 def test_a_finished_rebuild_keeps_only_what_a_live_generation_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
     with _four_built(monkeypatch) as (h, view, cases, reads, built):
-        view.cache.settle("other_view")
-        view.cache.settle("case_index")  # the rebuild has switched over: two are let go (the first kept)
-        for c in cases:
+        view.cache.settle(CaseIndex().define_tables(MetaData(), "_g9").values())  # another generation's: ignored
+        cases[0].verify("minimum_living_allowance")
+        step = h.envelopes(cases[0].events[-1:])
+        _batch(h, view, step, built[-1].position, building=True)
+        assert reads == []  # all four still kept
+        view.cache.settle(h.tables.values())  # this rebuild has switched over: the two least recently used go
+        for c in cases[1:]:
             c.verify("minimum_living_allowance")
-        _batch(h, view, h.envelopes([c.events[-1] for c in cases]), built[-1].position)
-        assert reads == [{str(cases[0].case.id), str(cases[1].case.id)}]
+        _batch(h, view, h.envelopes([c.events[-1] for c in cases[1:]]), step[-1].position)
+        assert reads == [{str(cases[1].case.id), str(cases[2].case.id)}]
         assert {r["status"] for r in h.rows("cases")} == {"verified"}
 
 
@@ -208,8 +212,9 @@ def test_kept_rows_follow_a_position_moved_over_events_the_view_does_not_read(
         first = h.envelopes([*one.events, *two.events])
         _batch(h, view, first, 0)
         skipped_to = first[-1].position + 10  # the runner moved the position over ten unread events
-        view.cache.moved("case_index", 2, first[-1].position, skipped_to)  # another generation's move: ignored
-        view.cache.moved("case_index", 1, first[-1].position, skipped_to)
+        view.cache.moved(h.tables.values(), first[-1].position, skipped_to)
+        other = CaseIndex().define_tables(MetaData(), "_g9").values()
+        view.cache.moved(other, skipped_to, skipped_to + 5)  # another generation's move: ignored
         two.verify("minimum_living_allowance")
         _batch(h, view, h.envelopes(two.events[-1:]), skipped_to)
         assert reads == []  # the second case's row was kept, and still holds at the new position
