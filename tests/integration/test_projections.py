@@ -327,6 +327,31 @@ def test_a_view_reading_some_topics_moves_over_the_events_it_does_not_read(
     assert keys == 2
 
 
+def test_a_catch_up_that_applied_events_does_not_ask_every_view_again_to_find_nothing(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One pass over the views, when no view filled a batch and nothing was written meanwhile; the views that read
+    some topics only still end at the head (over the events after their last one)."""
+    projections = services.projections
+    projections.catch_up()
+    asked: list[str] = []
+    step = projections._step
+
+    def counted(view: str, generation: int, limit: int, prefetched: Any = None) -> tuple[int, int | None]:
+        asked.append(view)
+        return step(view, generation, limit, prefetched)
+
+    monkeypatch.setattr(projections, "_step", counted)
+    _walk(services, 41)  # applied, verified, assessed
+    head = projections.head()
+    applied, reached = projections.catch_up_to()
+    live = projections._live_generations()
+    assert applied > 0 and reached == head
+    assert sorted(asked) == sorted(view for view, _, _ in live)  # each view once
+    for view, generation, _ in live:
+        assert projections.position(view, generation) == head, view
+    assert projections.catch_up() == 0
+
+
 def test_an_idle_runner_asks_the_views_only_when_the_log_moves(services: Services) -> None:
     """While the log's head stays where a catch-up that found nothing left it, a poll reads the head and nothing
     more; a new event is applied at the next poll; and the views are asked anyway every FULL_POLL_SECONDS."""
