@@ -467,7 +467,8 @@ class Projections:
         whole batch and the head has not moved since the pass began: each step then read everything its view
         takes up to that head (the store writes in notification order, so every event up to a head read first is
         visible to the reads after it). Not while a generation is building: its switch comes from a pass that
-        applies nothing."""
+        applies nothing. Views none of the new events is for are moved over them without being asked, when the
+        pass could read what kinds of events they are (at most `NEW_TOPICS_READ`)."""
         total = 0
         while True:
             head = self.head()
@@ -475,7 +476,7 @@ class Projections:
             full = building = False
             resting: list[tuple[str, int, int]] = []  # views that applied events and stopped below the head
             live = self._live_positions(view)
-            new = self._new_topics(min((p for _, _, _, p in live), default=head), head)
+            new = self._new_topics(min((p for _, _, status, p in live if status == "active"), default=head), head)
             for name, generation, status, at in live:
                 if status == "building":
                     building = True
@@ -531,12 +532,7 @@ class Projections:
                 if r.view in self.views and (view is None or r.view == view)]
 
     def _live_generations(self, view: str | None = None) -> list[tuple[str, int, str]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(projection_state.c.view, projection_state.c.generation,
-                                       projection_state.c.status)
-                                .where(projection_state.c.status != "retired")).all()
-        return [(r.view, r.generation, r.status) for r in rows
-                if r.view in self.views and (view is None or r.view == view)]
+        return [(name, generation, status) for name, generation, status, _ in self._live_positions(view)]
 
     def _create_indexes(self, view: str, generation: int) -> None:
         """The secondary indexes a rebuilt generation was filled without (each once; a crash repeats only the
