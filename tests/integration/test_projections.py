@@ -327,13 +327,8 @@ def test_a_view_reading_some_topics_moves_over_the_events_it_does_not_read(
     assert keys == 2
 
 
-def test_a_catch_up_that_applied_events_does_not_ask_every_view_again_to_find_nothing(
-        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One pass, when no view filled a batch and nothing was written meanwhile, asking only the views the new events
-    are for; the others, and those that read some topics only, still end at the head (over the events after their
-    last one)."""
-    projections = services.projections
-    projections.catch_up()
+def _count_steps(projections: Projections, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The views asked for a batch from now on, in order."""
     asked: list[str] = []
     step = projections._step
 
@@ -342,6 +337,17 @@ def test_a_catch_up_that_applied_events_does_not_ask_every_view_again_to_find_no
         return step(view, generation, limit, prefetched)
 
     monkeypatch.setattr(projections, "_step", counted)
+    return asked
+
+
+def test_a_catch_up_that_applied_events_does_not_ask_every_view_again_to_find_nothing(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One pass, when no view filled a batch and nothing was written meanwhile, asking only the views the new events
+    are for; the others, and those that read some topics only, still end at the head (over the events after their
+    last one)."""
+    projections = services.projections
+    projections.catch_up()
+    asked = _count_steps(projections, monkeypatch)
     _walk(services, 41)  # applied, verified, assessed
     head = projections.head()
     applied, reached = projections.catch_up_to()
@@ -361,14 +367,7 @@ def test_a_pass_over_more_new_events_than_it_reads_the_kinds_of_asks_every_view(
     projections = services.projections
     projections.catch_up()
     monkeypatch.setattr(projections, "NEW_TOPICS_READ", 2)
-    asked: list[str] = []
-    step = projections._step
-
-    def counted(view: str, generation: int, limit: int, prefetched: Any = None) -> tuple[int, int | None]:
-        asked.append(view)
-        return step(view, generation, limit, prefetched)
-
-    monkeypatch.setattr(projections, "_step", counted)
+    asked = _count_steps(projections, monkeypatch)
     _walk(services, 42)  # three events
     head = projections.head()
     assert projections.catch_up_to()[1] == head
