@@ -140,16 +140,11 @@ def append_seconds(recorder: Any, groups: list[list[StoredEvent]]) -> float:
     return time.perf_counter() - started
 
 
-def plain_env(services: Services) -> dict[str, str]:
-    """The store's eventsourcing settings with the library's own application recorder (no hash chain)."""
-    env = {k: v for k, v in eventsourcing_env(services.settings).items() if k != "APPLICATION_RECORDER_TOPIC"}
-    env["CREATE_TABLE"] = "y"
-    return env
-
-
 def plain_recorder(services: Services) -> Any:
     """The library's own application recorder on the same database, without our hash chain."""
-    factory = InfrastructureFactory.construct(Environment("plain", plain_env(services)))
+    env = {k: v for k, v in eventsourcing_env(services.settings).items() if k != "APPLICATION_RECORDER_TOPIC"}
+    env["CREATE_TABLE"] = "y"
+    factory = InfrastructureFactory.construct(Environment("plain", env))
     return factory.application_recorder()
 
 
