@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -45,17 +44,10 @@ CASE_TOPICS = tuple(f"case.{name}" for name in (
 OTHER_TOPICS = ("round.opened", "round.closed", "support_plan.plan_created", "support_plan.reviewed")
 
 
-# One message to one recipient: (recipient kind: case | school | class | region, recipient key, message kind, title,
-# data as JSON text). A plain tuple, as a rebuild makes one or two per event.
-Message = tuple[str, str, str, str, str]
-
-
-# A message before its data is encoded.
-Draft = tuple[str, str, str, str, dict[str, Any]]
-
-
-def _encoded(drafts: list[Draft]) -> list[Message]:
-    return [(kind, key, message_kind, title, _encode(data)) for kind, key, message_kind, title, data in drafts]
+# One inbox row, in the column order of the messages table (insert_rows): (log position, seq, recipient kind: case |
+# school | class | region, recipient key, message kind, title, data as JSON text, time as stored). A plain tuple: a
+# rebuild makes one or two per event.
+Row = tuple[int, int, str, str, str, str, str, Any]
 
 
 def _encoder() -> Callable[[Any], str]:
@@ -72,24 +64,26 @@ def _encoder() -> Callable[[Any], str]:
 _encode = _encoder()
 
 
-@dataclass(slots=True)
 class CaseContext:
-    """What the fan-out needs to know about a case beyond the event in hand."""
+    """What the fan-out needs to know about a case beyond the event in hand, with the data of a message about the
+    case to its applicant ({case_id}) and to its school ({case_id, class_id}) as JSON text, encoded once per case
+    and class: most messages carry just these."""
 
-    case_id: str
-    school_id: str
-    class_id: str
-    school_region: str
-    data_matched: bool = False
-    _json: tuple[str, str, str] | None = field(default=None, repr=False, compare=False)
+    __slots__ = ("case_id", "case_json", "class_id", "data_matched", "school_id", "school_region", "staff_json")
 
-    def data_json(self) -> tuple[str, str]:
-        """The data of a message about the case to its applicant ({case_id}) and to its school ({case_id,
-        class_id}) as JSON text, encoded once per case and class (most messages carry just these)."""
-        if self._json is None or self._json[0] != self.class_id:
-            self._json = (self.class_id, _encode({"case_id": self.case_id}),
-                          _encode({"case_id": self.case_id, "class_id": self.class_id}))
-        return self._json[1], self._json[2]
+    def __init__(self, case_id: str, school_id: str, class_id: str, school_region: str,
+                 data_matched: bool = False) -> None:
+        self.case_id = case_id
+        self.school_id = school_id
+        self.school_region = school_region
+        self.data_matched = data_matched
+        self.case_json = _encode({"case_id": case_id})
+        self.class_id = self.staff_json = ""
+        self.move_to(class_id)
+
+    def move_to(self, class_id: str) -> None:
+        self.class_id = class_id
+        self.staff_json = _encode({"case_id": self.case_id, "class_id": class_id})
 
     def row(self) -> dict[str, Any]:
         return {"case_id": self.case_id, "school_id": self.school_id, "class_id": self.class_id,
@@ -112,17 +106,20 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-# Events whose messages carry only the case (to the applicant) or the case and class (to the school): per event kind,
-# (to the applicant?, message kind, title) of each message, in order.
+# Case events whose messages carry only the case (to the applicant) or the case and class (to the school): per
+# topic, (to the applicant?, message kind, title) of each message, in order.
 _PLAIN: dict[str, tuple[tuple[bool, str, str], ...]] = {
-    "Applied": ((True, "case.applied", "认定申请已提交，等待身份核验"), (False, "case.applied", "收到新的认定申请")),
-    "Amended": ((False, "case.amended", "申请人修改了认定申请，需重新核验"),),
-    "Withdrawn": ((True, "case.withdrawn", "认定申请已撤回"), (False, "case.withdrawn", "一份认定申请已撤回")),
-    "Verified": ((True, "case.verified", "身份核验已完成"),),
-    "ClassEvaluated": ((False, "case.awaiting_rating", "班级评议已完成，等待学校认定"),),
-    "PublicityExempted": ((True, "case.publicity_exempted", "认定结果按规定免于公示"),),
-    "Confirmed": ((True, "case.confirmed", "认定结果已确认"), (False, "case.confirmed", "公示结束，认定结果已确认")),
-    "Archived": ((True, "case.archived", "认定结果已建档备案"),),
+    "case.applied": ((True, "case.applied", "认定申请已提交，等待身份核验"),
+                     (False, "case.applied", "收到新的认定申请")),
+    "case.amended": ((False, "case.amended", "申请人修改了认定申请，需重新核验"),),
+    "case.withdrawn": ((True, "case.withdrawn", "认定申请已撤回"),
+                       (False, "case.withdrawn", "一份认定申请已撤回")),
+    "case.verified": ((True, "case.verified", "身份核验已完成"),),
+    "case.class_evaluated": ((False, "case.awaiting_rating", "班级评议已完成，等待学校认定"),),
+    "case.publicity_exempted": ((True, "case.publicity_exempted", "认定结果按规定免于公示"),),
+    "case.confirmed": ((True, "case.confirmed", "认定结果已确认"),
+                       (False, "case.confirmed", "公示结束，认定结果已确认")),
+    "case.archived": ((True, "case.archived", "认定结果已建档备案"),),
 }
 
 
@@ -132,118 +129,112 @@ def _with(base: str, extra: dict[str, Any]) -> str:
     return base[:-1] + "," + _encode(extra)[1:]
 
 
-def _other(kind: str, event: Any) -> list[Message]:
-    """Round and plan events: they carry their own context."""
-    if kind == "RoundOpened":
+def _other(topic: str, event: Any, p: int, at: Any) -> list[Row]:
+    """Round and plan events (at log position `p`, stored time `at`): they carry their own context."""
+    if topic == "round.opened":
         data = {"round_id": str(event.originator_id), "kind": event.kind, "academic_year": event.academic_year,
                 "opens_on": _iso(event.opens_on), "closes_on": _iso(event.closes_on)}
-        return _encoded([("school", event.school_id, "round.opened", "认定工作已开启，请按时完成各环节", data)])
-    if kind == "RoundClosed":
-        return _encoded([("school", event.school_id, "round.closed", "认定工作已结束",
-                          {"round_id": str(event.originator_id), "closed_on": _iso(event.closed_on)})])
-    if kind == "PlanCreated":
-        return _encoded([("case", event.case_id, "plan.created", "你的一人一案资助育人方案已制定",
-                          {"plan_id": str(event.originator_id), "case_id": event.case_id})])
-    if kind == "PlanReviewed":
-        return _encoded([("case", event.case_id, "plan.reviewed", "你的资助育人方案已完成年度评估",
-                          {"plan_id": str(event.originator_id), "case_id": event.case_id})])
+        return [(p, 0, "school", event.school_id, "round.opened", "认定工作已开启，请按时完成各环节", _encode(data),
+                 at)]
+    if topic == "round.closed":
+        data = {"round_id": str(event.originator_id), "closed_on": _iso(event.closed_on)}
+        return [(p, 0, "school", event.school_id, "round.closed", "认定工作已结束", _encode(data), at)]
+    if topic == "support_plan.plan_created":
+        data = {"plan_id": str(event.originator_id), "case_id": event.case_id}
+        return [(p, 0, "case", event.case_id, "plan.created", "你的一人一案资助育人方案已制定", _encode(data), at)]
+    if topic == "support_plan.reviewed":
+        data = {"plan_id": str(event.originator_id), "case_id": event.case_id}
+        return [(p, 0, "case", event.case_id, "plan.reviewed", "你的资助育人方案已完成年度评估", _encode(data), at)]
     return []
 
 
-# Per case event kind that carries more than the case: (event, context, the case's data, the staff's data) → its
-# messages, data encoded.
-_Builder = Callable[[Any, CaseContext, str, str], list[Message]]
+# Per case topic whose messages carry more than the case: (event, context, log position, stored time) → its rows.
+# Each builds its rows whole (a message tuple turned into a row afterwards cost a third of the fan-out).
+_Builder = Callable[[Any, CaseContext, int, Any], list[Row]]
 
 
-def _assessed(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+def _assessed(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
     if ctx.data_matched:
         return []
-    return [("class", f"{ctx.school_id}/{ctx.class_id}", "case.awaiting_evaluation", "有认定申请等待班级民主评议",
-             staff)]
+    return [(p, 0, "class", f"{ctx.school_id}/{ctx.class_id}", "case.awaiting_evaluation", "有认定申请等待班级民主评议",
+             ctx.staff_json, at)]
 
 
-def _rated(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
-    return [("case", ctx.case_id, "case.rated", "学校已作出认定", _with(case, {"level": _level(event.level)}))]
+def _rated(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
+    return [(p, 0, "case", ctx.case_id, "case.rated", "学校已作出认定",
+             _with(ctx.case_json, {"level": _level(event.level)}), at)]
 
 
-def _publicized(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+def _publicized(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
     window = {"starts_on": _iso(event.starts_on), "ends_on": _iso(event.ends_on)}
-    return [("case", ctx.case_id, "case.publicized", "认定结果进入公示期", _with(case, window)),
-            ("school", ctx.school_id, "deadline.notice_window", "公示期截止前需处理全部异议", _with(staff, window))]
+    return [(p, 0, "case", ctx.case_id, "case.publicized", "认定结果进入公示期", _with(ctx.case_json, window), at),
+            (p, 1, "school", ctx.school_id, "deadline.notice_window", "公示期截止前需处理全部异议",
+             _with(ctx.staff_json, window), at)]
 
 
-def _objected(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
-    return [("case", ctx.case_id, "case.objection_raised", "认定结果收到异议，学校将复核", case),
-            ("school", ctx.school_id, "case.objection_raised", "公示期收到异议，请及时处理",
-             _with(staff, {"objection_id": event.objection_id}))]
+def _objected(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
+    return [(p, 0, "case", ctx.case_id, "case.objection_raised", "认定结果收到异议，学校将复核", ctx.case_json, at),
+            (p, 1, "school", ctx.school_id, "case.objection_raised", "公示期收到异议，请及时处理",
+             _with(ctx.staff_json, {"objection_id": event.objection_id}), at)]
 
 
-def _objection_resolved(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
-    return [("case", ctx.case_id, "case.objection_resolved", "异议已处理", _with(case, {"outcome": event.outcome}))]
+def _objection_resolved(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
+    return [(p, 0, "case", ctx.case_id, "case.objection_resolved", "异议已处理",
+             _with(ctx.case_json, {"outcome": event.outcome}), at)]
 
 
-def _follow_up_selected(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
-    return [("school", ctx.school_id, "deadline.follow_up", "本学期需完成的核实抽查",
-             _with(staff, {"deadline": _iso(event.deadline)}))]
+def _follow_up_selected(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
+    return [(p, 0, "school", ctx.school_id, "deadline.follow_up", "本学期需完成的核实抽查",
+             _with(ctx.staff_json, {"deadline": _iso(event.deadline)}), at)]
 
 
-def _follow_up_recorded(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
-    return [("case", ctx.case_id, "case.follow_up_recorded", "学校已完成对你的认定结果的了解核实",
-             _with(case, {"finding": event.finding}))]
+def _follow_up_recorded(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
+    return [(p, 0, "case", ctx.case_id, "case.follow_up_recorded", "学校已完成对你的认定结果的了解核实",
+             _with(ctx.case_json, {"finding": event.finding}), at)]
 
 
-def _readjusted(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
-    return [("case", ctx.case_id, "case.readjusted", "认定结果已动态调整", _with(case, {"level": _level(event.level)}))]
+def _readjusted(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
+    return [(p, 0, "case", ctx.case_id, "case.readjusted", "认定结果已动态调整",
+             _with(ctx.case_json, {"level": _level(event.level)}), at)]
 
 
-def _aid_granted(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
-    return [("case", ctx.case_id, "aid.granted", "你获得一项资助",
-             _with(case, {"programme": event.programme, "amount": str(event.amount)}))]
+def _aid_granted(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
+    return [(p, 0, "case", ctx.case_id, "aid.granted", "你获得一项资助",
+             _with(ctx.case_json, {"programme": event.programme, "amount": str(event.amount)}), at)]
 
 
-def _funds_disbursed(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
-    return [("case", ctx.case_id, "aid.disbursed", "资助资金已发放", _with(case, {"amount": str(event.amount)}))]
+def _funds_disbursed(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
+    return [(p, 0, "case", ctx.case_id, "aid.disbursed", "资助资金已发放",
+             _with(ctx.case_json, {"amount": str(event.amount)}), at)]
 
 
-def _revoked(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
-    return [("case", ctx.case_id, "case.revoked", "认定资格已取消", case),
-            ("school", ctx.school_id, "case.revoked", "一名学生的认定资格已取消", staff),
-            ("region", ctx.school_region, "case.revoked", "辖区学校取消了一名学生的认定资格",
-             _with(case, {"school_id": ctx.school_id}))]
+def _revoked(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
+    return [(p, 0, "case", ctx.case_id, "case.revoked", "认定资格已取消", ctx.case_json, at),
+            (p, 1, "school", ctx.school_id, "case.revoked", "一名学生的认定资格已取消", ctx.staff_json, at),
+            (p, 2, "region", ctx.school_region, "case.revoked", "辖区学校取消了一名学生的认定资格",
+             _with(ctx.case_json, {"school_id": ctx.school_id}), at)]
 
 
-def _recovery_ordered(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
+def _recovery_ordered(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
     amount = {"amount": str(event.amount)}
-    return [("case", ctx.case_id, "recovery.ordered", "需退回已发放的资助资金", _with(case, amount)),
-            ("school", ctx.school_id, "recovery.ordered", "已下达资金追回决定", _with(staff, amount))]
+    return [(p, 0, "case", ctx.case_id, "recovery.ordered", "需退回已发放的资助资金", _with(ctx.case_json, amount),
+             at),
+            (p, 1, "school", ctx.school_id, "recovery.ordered", "已下达资金追回决定", _with(ctx.staff_json, amount),
+             at)]
 
 
-def _recovered(event: Any, ctx: CaseContext, case: str, staff: str) -> list[Message]:
-    return [("case", ctx.case_id, "recovery.recorded", "已收到退回的资助资金",
-             _with(case, {"amount": str(event.amount)}))]
+def _recovered(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
+    return [(p, 0, "case", ctx.case_id, "recovery.recorded", "已收到退回的资助资金",
+             _with(ctx.case_json, {"amount": str(event.amount)}), at)]
 
 
 _BUILDERS: dict[str, _Builder] = {
-    "Assessed": _assessed, "Rated": _rated, "Publicized": _publicized, "Objected": _objected,
-    "ObjectionResolved": _objection_resolved, "FollowUpSelected": _follow_up_selected,
-    "FollowUpRecorded": _follow_up_recorded, "Readjusted": _readjusted, "AidGranted": _aid_granted,
-    "FundsDisbursed": _funds_disbursed, "Revoked": _revoked, "FundsRecoveryOrdered": _recovery_ordered,
-    "FundsRecovered": _recovered,
+    "case.assessed": _assessed, "case.rated": _rated, "case.publicized": _publicized, "case.objected": _objected,
+    "case.objection_resolved": _objection_resolved, "case.follow_up_selected": _follow_up_selected,
+    "case.follow_up_recorded": _follow_up_recorded, "case.readjusted": _readjusted, "case.aid_granted": _aid_granted,
+    "case.funds_disbursed": _funds_disbursed, "case.revoked": _revoked,
+    "case.funds_recovery_ordered": _recovery_ordered, "case.funds_recovered": _recovered,
 }
-
-
-def fan_out(kind: str, event: Any, ctx: CaseContext | None) -> list[Message]:
-    """The messages one event sends, per recipient. Round and plan events carry their own context; a case event
-    whose case this view does not know (its application is not in the log) sends none."""
-    if ctx is None:
-        return _other(kind, event)
-    case_json, staff_json = ctx.data_json()
-    plain = _PLAIN.get(kind)
-    if plain is not None:
-        return [("case", ctx.case_id, k, title, case_json) if applicant
-                else ("school", ctx.school_id, k, title, staff_json) for applicant, k, title in plain]
-    build = _BUILDERS.get(kind)
-    return [] if build is None else build(event, ctx, case_json, staff_json)
 
 
 class Notifications(View):
@@ -295,37 +286,42 @@ class Notifications(View):
         known = self.cache.rows(conn, cases, "case_id", ids)
         existing = set(known)
         touched: set[str] = set()
-        rows: list[tuple[Any, ...]] = []
+        rows: list[Row] = []
         stored_time = stored_form(conn, tables["messages"], "occurred_at")
+        plain_of, build_of = _PLAIN.get, _BUILDERS.get
         for envelope in batch:
-            event = envelope.event
-            kind = type(event).__name__
-            ctx = None
-            if envelope.topic.startswith("case."):
-                key = envelope.case_key
-                if kind == "Applied":
-                    student = event.form["student"]
-                    known[key] = CaseContext(key, student["school_id"], student["class_id"], event.school_region)
+            topic = envelope.topic
+            if not topic.startswith("case."):
+                rows += _other(topic, envelope.event, envelope.position, stored_time(envelope.occurred_at))
+                continue
+            key = envelope.case_key
+            ctx = known.get(key)
+            if topic == "case.applied":
+                student = envelope.event.form["student"]
+                ctx = known[key] = CaseContext(key, student["school_id"], student["class_id"],
+                                               envelope.event.school_region)
+                touched.add(key)
+            elif ctx is None:
+                continue  # a case whose application is not in the log: it sends nothing
+            elif topic == "case.amended":
+                class_id = envelope.event.form["student"]["class_id"]
+                if (ctx.class_id, ctx.data_matched) != (class_id, False):  # a row is written only when it changes
+                    ctx.move_to(class_id)
+                    ctx.data_matched = False
                     touched.add(key)
-                elif kind == "Amended" and key in known:
-                    ctx = known[key]
-                    class_id = event.form["student"]["class_id"]
-                    if (ctx.class_id, ctx.data_matched) != (class_id, False):
-                        ctx.class_id, ctx.data_matched = class_id, False
-                        touched.add(key)
-                elif kind == "Verified" and key in known:
-                    ctx = known[key]
-                    matched = event.method == "data_match" and bool(event.confirmed)
-                    if ctx.data_matched != matched:  # a row is written only when it changes
-                        ctx.data_matched = matched
-                        touched.add(key)
-                ctx = known.get(key)
-            messages = fan_out(kind, event, ctx)
-            if messages:
-                at = stored_time(envelope.occurred_at)
-                position = envelope.position
-                # In the column order of the messages table (insert_rows).
-                rows += [(position, seq, *message, at) for seq, message in enumerate(messages)]
+            elif topic == "case.verified":
+                matched = envelope.event.method == "data_match" and bool(envelope.event.confirmed)
+                if ctx.data_matched != matched:
+                    ctx.data_matched = matched
+                    touched.add(key)
+            plain = plain_of(topic)
+            if plain is not None:
+                p, at = envelope.position, stored_time(envelope.occurred_at)
+                rows += [(p, seq, "case", ctx.case_id, kind, title, ctx.case_json, at) if applicant
+                         else (p, seq, "school", ctx.school_id, kind, title, ctx.staff_json, at)
+                         for seq, (applicant, kind, title) in enumerate(plain)]
+            elif (build := build_of(topic)) is not None:
+                rows += build(envelope.event, ctx, envelope.position, stored_time(envelope.occurred_at))
         upsert_rows(conn, cases, "case_id", [known[k].row() for k in touched if k not in existing],
                     [known[k].row() for k in touched if k in existing])
         insert_rows(conn, tables["messages"], rows, stored=True)
