@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.types import TypeEngine
 
-from projections.runner import Batch, current_batch, kept_for_batches
+from projections.runner import Batch, Envelope, current_batch, kept_for_batches, utc_wall_text
 
 SEPARATOR = "\x1f"  # ASCII unit separator: never part of an id, code or status a view keys on
 
@@ -132,6 +132,15 @@ def stored_form(conn: Connection, table: Table, name: str) -> Callable[[Any], An
     if converter is None:
         return _as_is
     return lambda value: None if value is None else converter(value)
+
+
+def stored_time(conn: Connection, table: Table, name: str) -> Callable[[Envelope], Any]:
+    """`stored_form` of an envelope's time (`occurred_at`) for column `name`: on SQLite cut from the stored event's
+    own text where it can be (`utc_wall_text`), which costs half the formatting of the datetime, paid per event."""
+    convert = stored_form(conn, table, name)
+    if convert is _as_is or not isinstance(table.c[name].type, sqltypes.DateTime):
+        return lambda envelope: convert(envelope.occurred_at)
+    return lambda envelope: utc_wall_text(envelope) or convert(envelope.occurred_at)
 
 
 def _as_is(value: Any) -> Any:

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from projections.bulk import RowCache, insert_rows, stored_form, upsert_rows
+from projections.bulk import RowCache, insert_rows, stored_time, upsert_rows
 from projections.runner import Envelope, View
 
 CASE_TOPICS = tuple(f"case.{name}" for name in (
@@ -287,12 +287,12 @@ class Notifications(View):
         existing = set(known)
         touched: set[str] = set()
         rows: list[Row] = []
-        stored_time = stored_form(conn, tables["messages"], "occurred_at")
+        time_of = stored_time(conn, tables["messages"], "occurred_at")
         plain_of, build_of = _PLAIN.get, _BUILDERS.get
         for envelope in batch:
             topic = envelope.topic
             if not topic.startswith("case."):
-                rows += _other(topic, envelope.event, envelope.position, stored_time(envelope.occurred_at))
+                rows += _other(topic, envelope.event, envelope.position, time_of(envelope))
                 continue
             key = envelope.case_key
             ctx = known.get(key)
@@ -316,12 +316,12 @@ class Notifications(View):
                     touched.add(key)
             plain = plain_of(topic)
             if plain is not None:
-                p, at = envelope.position, stored_time(envelope.occurred_at)
+                p, at = envelope.position, time_of(envelope)
                 rows += [(p, seq, "case", ctx.case_id, kind, title, ctx.case_json, at) if applicant
                          else (p, seq, "school", ctx.school_id, kind, title, ctx.staff_json, at)
                          for seq, (applicant, kind, title) in enumerate(plain)]
             elif (build := build_of(topic)) is not None:
-                rows += build(envelope.event, ctx, envelope.position, stored_time(envelope.occurred_at))
+                rows += build(envelope.event, ctx, envelope.position, time_of(envelope))
         upsert_rows(conn, cases, "case_id", [known[k].row() for k in touched if k not in existing],
                     [known[k].row() for k in touched if k in existing])
         insert_rows(conn, tables["messages"], rows, stored=True)

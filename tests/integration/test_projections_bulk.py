@@ -3,8 +3,10 @@ transaction: awkward text, NULLs, booleans, times; a rolled-back batch leaves no
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from types import SimpleNamespace
+from uuid import uuid4
 
 import pytest
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Date, DateTime, MetaData, Numeric, String, Table, select
@@ -16,9 +18,10 @@ from projections.bulk import (
     insert_rows,
     select_rows,
     stored_form,
+    stored_time,
     upsert_rows,
 )
-from projections.runner import as_utc
+from projections.runner import Envelope, as_utc
 
 AWKWARD = ["tab\there", "line\nbreak", "back\\slash", "\\N", "", "韦小明", "carriage\rreturn", "quote\"'"]
 
@@ -145,3 +148,29 @@ def test_values_converted_once_by_the_view_read_back_the_same(services: Services
     rows = _read(services, table)
     assert rows["once"] == rows["own"] == ("x", True, moment, 1)
     assert rows["nulls"] == rows["none"] == (None, None, None, None)
+
+
+def test_an_events_time_taken_from_its_stored_text_is_stored_as_its_datetime_is(services: Services) -> None:
+    """stored_time: on SQLite an event's time is cut from the ISO text its stored state begins with. What it
+    stores must be what converting the datetime stores, to the byte (SQL compares these as text): with and without
+    microseconds, and by the datetime where the text has another offset or there is no stored state."""
+    table = _table(services)
+    moments = {"micro": datetime(2025, 9, 15, 1, 2, 3, 456789, tzinfo=UTC),
+               "whole": datetime(2025, 9, 15, 1, 2, 3, tzinfo=UTC),
+               "offset": datetime(2025, 9, 15, 9, 2, 3, 5, tzinfo=timezone(timedelta(hours=8)))}
+    transcoder = services.store.mapper.transcoder
+    with services.engine.begin() as conn:
+        time_of = stored_time(conn, table, "at")
+        envelopes = {}
+        for name, moment in moments.items():
+            event = SimpleNamespace(originator_id=uuid4(), originator_version=1, timestamp=moment)
+            state = transcoder.encode({"timestamp": moment, "actor": {"sub": "s", "role": "school"}})
+            envelopes[name] = Envelope(1, "case.confirmed", event, state)
+        envelopes["no state"] = Envelope(1, "case.confirmed", envelopes["micro"].event)
+        insert_rows(conn, table, [(name, None, None, time_of(e), 1) for name, e in envelopes.items()], stored=True)
+        insert_rows(conn, table, [(f"{name} as datetime", None, None, e.occurred_at, 1)
+                                  for name, e in envelopes.items()])
+        raw = dict(conn.exec_driver_sql("SELECT key, at FROM bulk_probe").all())
+    for name, e in envelopes.items():
+        assert raw[name] == raw[f"{name} as datetime"], name
+        assert _read(services, table)[name][2] == e.occurred_at == e.event.timestamp
