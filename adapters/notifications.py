@@ -3,10 +3,10 @@ messaging gateway.
 
 The fan-out itself lives in projections/notifications.py (a view: rebuilt from the log, exactly once). Sending
 must not repeat when that view is rebuilt, so it is a separate step with its own tracking row: the `Dispatcher`
-reads messages past its (position, seq) mark from the view's active tables, hands each to the `Notifier` port and
-moves the mark in the same transaction. A crash between a send and the commit sends that batch again (at least
-once); each message carries a stable `message_id` for the gateway to drop repeats. A rebuilt view has the same
-positions, so the mark stays valid across rebuilds.
+reads messages past its (position, seq) mark from the view's active tables (a message's id orders as that pair),
+hands each to the `Notifier` port and moves the mark in the same transaction. A crash between a send and the commit
+sends that batch again (at least once); each message carries a stable `message_id` for the gateway to drop repeats.
+A rebuilt view has the same positions, so the mark stays valid across rebuilds.
 
 `LoggingNotifier` is the implementation used here: it logs that a message would go out and never to whom or what
 (no resident ID, no case ID, no text), because the log is read by more people than the message's recipient. A
@@ -34,7 +34,6 @@ from sqlalchemy import (
     false,
     insert,
     select,
-    tuple_,
     update,
 )
 
@@ -44,7 +43,7 @@ from adapters.db import metadata
 from adapters.logs import get_logger
 from domain.errors import ValidationFailed
 from domain.values import Role, case_id_for
-from projections.notifications import message_data
+from projections.notifications import first_message_id, message_data, message_key, message_title
 from projections.queries import FIRST_YEAR, region_range
 from projections.runner import Projections, as_utc
 
@@ -110,17 +109,19 @@ class Dispatcher:
             mark = conn.execute(select(dispatch_state.c.position, dispatch_state.c.seq)
                                 .where(dispatch_state.c.name == self.name)).one()
             rows = conn.execute(select(messages)
-                                .where(tuple_(messages.c.position, messages.c.seq) > tuple_(mark.position,
-                                                                                            mark.seq))
-                                .order_by(messages.c.position, messages.c.seq).limit(self.batch_size)).all()
+                                .where(messages.c.id > first_message_id(mark.position) + mark.seq)
+                                .order_by(messages.c.id).limit(self.batch_size)).all()
             for row in rows:
-                self.notifier.send(OutboundMessage(message_id=f"{row.position}.{row.seq}",
+                position, seq = message_key(row.id)
+                self.notifier.send(OutboundMessage(message_id=f"{position}.{seq}",
                                                    recipient_kind=row.recipient_kind,
                                                    recipient_key=row.recipient_key, kind=row.kind,
-                                                   title=row.title, data=message_data(row.data)))
+                                                   title=message_title(row.recipient_kind, row.kind),
+                                                   data=message_data(row.data)))
             if rows:
+                position, seq = message_key(rows[-1].id)
                 conn.execute(update(dispatch_state).where(dispatch_state.c.name == self.name)
-                             .values(position=rows[-1].position, seq=rows[-1].seq))
+                             .values(position=position, seq=seq))
         return len(rows)
 
     def drain(self) -> int:
@@ -198,13 +199,17 @@ class Inbox:
         if before is not None:
             if not before.isdigit():
                 raise ValidationFailed("before is the cursor a previous page returned", field="before")
-            query = query.where(table.c.position < int(before))
+            query = query.where(table.c.id < first_message_id(int(before)))
         if kind is not None:
             query = query.where(table.c.kind == kind)
         with self.projections.engine.connect() as conn:
-            rows = conn.execute(query.order_by(table.c.position.desc(), table.c.seq).limit(limit + 1)).all()
+            # Newest first. A recipient is sent at most one message per event, so this is log order backwards.
+            rows = conn.execute(query.order_by(table.c.id.desc()).limit(limit + 1)).all()
         more = len(rows) > limit
         rows = rows[:limit]
-        items = [{"id": f"{r.position}.{r.seq}", "kind": r.kind, "title": r.title, "data": message_data(r.data),
-                  "occurred_at": as_utc(r.occurred_at), "position": r.position} for r in rows]
-        return InboxPage(items, str(rows[-1].position) if more and rows else None)
+        items = []
+        for r in rows:
+            position, seq = message_key(r.id)
+            items.append({"id": f"{position}.{seq}", "kind": r.kind, "title": message_title(r.recipient_kind, r.kind),
+                          "data": message_data(r.data), "occurred_at": as_utc(r.occurred_at), "position": position})
+        return InboxPage(items, str(items[-1]["position"]) if more and items else None)

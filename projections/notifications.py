@@ -44,10 +44,68 @@ CASE_TOPICS = tuple(f"case.{name}" for name in (
 OTHER_TOPICS = ("round.opened", "round.closed", "support_plan.plan_created", "support_plan.reviewed")
 
 
-# One inbox row, in the column order of the messages table (insert_rows): (log position, seq, recipient kind: case |
-# school | class | region, recipient key, message kind, title, data as JSON text, time as stored). A plain tuple: a
-# rebuild makes one or two per event.
-Row = tuple[int, int, str, str, str, str, str, Any]
+# One inbox row, in the column order of the messages table (insert_rows): (message id, recipient kind: case | school |
+# class | region, recipient key, message kind, data as JSON text, time as stored). A plain tuple: a rebuild makes one
+# or two per event.
+Row = tuple[int, str, str, str, str, Any]
+
+# A message's id is its event's log position and its place among that event's messages (seq) in one integer,
+# position × 8 + seq, which SQLite keeps as the row id: a fifth less to write per message than a two-column key.
+SEQ_BITS = 3
+SEQ_MASK = (1 << SEQ_BITS) - 1
+
+
+def message_key(message_id: int) -> tuple[int, int]:
+    """(log position, seq) of a message id."""
+    return message_id >> SEQ_BITS, message_id & SEQ_MASK
+
+
+def first_message_id(position: int) -> int:
+    """The id of the first message an event at log position `position` sends (the next ones count up from it)."""
+    return position << SEQ_BITS
+
+
+# What each message says, by recipient kind and message kind. Read with the message (`message_title`), not stored in
+# each of its millions of rows: a wording changed here holds for every message at once, as a rebuild would make it.
+TITLES: dict[tuple[str, str], str] = {
+    ("case", "case.applied"): "认定申请已提交，等待身份核验",
+    ("school", "case.applied"): "收到新的认定申请",
+    ("school", "case.amended"): "申请人修改了认定申请，需重新核验",
+    ("case", "case.withdrawn"): "认定申请已撤回",
+    ("school", "case.withdrawn"): "一份认定申请已撤回",
+    ("case", "case.verified"): "身份核验已完成",
+    ("class", "case.awaiting_evaluation"): "有认定申请等待班级民主评议",
+    ("school", "case.awaiting_rating"): "班级评议已完成，等待学校认定",
+    ("case", "case.rated"): "学校已作出认定",
+    ("case", "case.publicized"): "认定结果进入公示期",
+    ("school", "deadline.notice_window"): "公示期截止前需处理全部异议",
+    ("case", "case.publicity_exempted"): "认定结果按规定免于公示",
+    ("case", "case.objection_raised"): "认定结果收到异议，学校将复核",
+    ("school", "case.objection_raised"): "公示期收到异议，请及时处理",
+    ("case", "case.objection_resolved"): "异议已处理",
+    ("case", "case.confirmed"): "认定结果已确认",
+    ("school", "case.confirmed"): "公示结束，认定结果已确认",
+    ("case", "case.archived"): "认定结果已建档备案",
+    ("school", "deadline.follow_up"): "本学期需完成的核实抽查",
+    ("case", "case.follow_up_recorded"): "学校已完成对你的认定结果的了解核实",
+    ("case", "case.readjusted"): "认定结果已动态调整",
+    ("case", "aid.granted"): "你获得一项资助",
+    ("case", "aid.disbursed"): "资助资金已发放",
+    ("case", "case.revoked"): "认定资格已取消",
+    ("school", "case.revoked"): "一名学生的认定资格已取消",
+    ("region", "case.revoked"): "辖区学校取消了一名学生的认定资格",
+    ("case", "recovery.ordered"): "需退回已发放的资助资金",
+    ("school", "recovery.ordered"): "已下达资金追回决定",
+    ("case", "recovery.recorded"): "已收到退回的资助资金",
+    ("school", "round.opened"): "认定工作已开启，请按时完成各环节",
+    ("school", "round.closed"): "认定工作已结束",
+    ("case", "plan.created"): "你的一人一案资助育人方案已制定",
+    ("case", "plan.reviewed"): "你的资助育人方案已完成年度评估",
+}
+
+
+def message_title(recipient_kind: str, kind: str) -> str:
+    return TITLES[(recipient_kind, kind)]
 
 
 def _encoder() -> Callable[[Any], str]:
@@ -107,19 +165,16 @@ def _iso(value: Any) -> str | None:
 
 
 # Case events whose messages carry only the case (to the applicant) or the case and class (to the school): per
-# topic, (to the applicant?, message kind, title) of each message, in order.
-_PLAIN: dict[str, tuple[tuple[bool, str, str], ...]] = {
-    "case.applied": ((True, "case.applied", "认定申请已提交，等待身份核验"),
-                     (False, "case.applied", "收到新的认定申请")),
-    "case.amended": ((False, "case.amended", "申请人修改了认定申请，需重新核验"),),
-    "case.withdrawn": ((True, "case.withdrawn", "认定申请已撤回"),
-                       (False, "case.withdrawn", "一份认定申请已撤回")),
-    "case.verified": ((True, "case.verified", "身份核验已完成"),),
-    "case.class_evaluated": ((False, "case.awaiting_rating", "班级评议已完成，等待学校认定"),),
-    "case.publicity_exempted": ((True, "case.publicity_exempted", "认定结果按规定免于公示"),),
-    "case.confirmed": ((True, "case.confirmed", "认定结果已确认"),
-                       (False, "case.confirmed", "公示结束，认定结果已确认")),
-    "case.archived": ((True, "case.archived", "认定结果已建档备案"),),
+# topic, (to the applicant?, message kind) of each message, in order.
+_PLAIN: dict[str, tuple[tuple[bool, str], ...]] = {
+    "case.applied": ((True, "case.applied"), (False, "case.applied")),
+    "case.amended": ((False, "case.amended"),),
+    "case.withdrawn": ((True, "case.withdrawn"), (False, "case.withdrawn")),
+    "case.verified": ((True, "case.verified"),),
+    "case.class_evaluated": ((False, "case.awaiting_rating"),),
+    "case.publicity_exempted": ((True, "case.publicity_exempted"),),
+    "case.confirmed": ((True, "case.confirmed"), (False, "case.confirmed")),
+    "case.archived": ((True, "case.archived"),),
 }
 
 
@@ -129,103 +184,92 @@ def _with(base: str, extra: dict[str, Any]) -> str:
     return base[:-1] + "," + _encode(extra)[1:]
 
 
-def _other(topic: str, event: Any, p: int, at: Any) -> list[Row]:
-    """Round and plan events (at log position `p`, stored time `at`): they carry their own context."""
+def _other(topic: str, event: Any, m: int, at: Any) -> list[Row]:
+    """Round and plan events (first message id `m`, stored time `at`): they carry their own context."""
     if topic == "round.opened":
         data = {"round_id": str(event.originator_id), "kind": event.kind, "academic_year": event.academic_year,
                 "opens_on": _iso(event.opens_on), "closes_on": _iso(event.closes_on)}
-        return [(p, 0, "school", event.school_id, "round.opened", "认定工作已开启，请按时完成各环节", _encode(data),
-                 at)]
+        return [(m, "school", event.school_id, "round.opened", _encode(data), at)]
     if topic == "round.closed":
         data = {"round_id": str(event.originator_id), "closed_on": _iso(event.closed_on)}
-        return [(p, 0, "school", event.school_id, "round.closed", "认定工作已结束", _encode(data), at)]
+        return [(m, "school", event.school_id, "round.closed", _encode(data), at)]
     if topic == "support_plan.plan_created":
         data = {"plan_id": str(event.originator_id), "case_id": event.case_id}
-        return [(p, 0, "case", event.case_id, "plan.created", "你的一人一案资助育人方案已制定", _encode(data), at)]
+        return [(m, "case", event.case_id, "plan.created", _encode(data), at)]
     if topic == "support_plan.reviewed":
         data = {"plan_id": str(event.originator_id), "case_id": event.case_id}
-        return [(p, 0, "case", event.case_id, "plan.reviewed", "你的资助育人方案已完成年度评估", _encode(data), at)]
+        return [(m, "case", event.case_id, "plan.reviewed", _encode(data), at)]
     return []
 
 
-# Per case topic whose messages carry more than the case: (event, context, log position, stored time) → its rows.
-# Each builds its rows whole (a message tuple turned into a row afterwards cost a third of the fan-out).
+# Per case topic whose messages carry more than the case: (event, context, first message id, stored time) → its
+# rows. Each builds its rows whole (a message tuple turned into a row afterwards cost a third of the fan-out).
 _Builder = Callable[[Any, CaseContext, int, Any], list[Row]]
 
 
-def _assessed(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
+def _assessed(event: Any, ctx: CaseContext, m: int, at: Any) -> list[Row]:
     if ctx.data_matched:
         return []
-    return [(p, 0, "class", f"{ctx.school_id}/{ctx.class_id}", "case.awaiting_evaluation", "有认定申请等待班级民主评议",
-             ctx.staff_json, at)]
+    return [(m, "class", f"{ctx.school_id}/{ctx.class_id}", "case.awaiting_evaluation", ctx.staff_json, at)]
 
 
-def _rated(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
-    return [(p, 0, "case", ctx.case_id, "case.rated", "学校已作出认定",
-             _with(ctx.case_json, {"level": _level(event.level)}), at)]
+def _rated(event: Any, ctx: CaseContext, m: int, at: Any) -> list[Row]:
+    return [(m, "case", ctx.case_id, "case.rated", _with(ctx.case_json, {"level": _level(event.level)}), at)]
 
 
-def _publicized(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
+def _publicized(event: Any, ctx: CaseContext, m: int, at: Any) -> list[Row]:
     window = {"starts_on": _iso(event.starts_on), "ends_on": _iso(event.ends_on)}
-    return [(p, 0, "case", ctx.case_id, "case.publicized", "认定结果进入公示期", _with(ctx.case_json, window), at),
-            (p, 1, "school", ctx.school_id, "deadline.notice_window", "公示期截止前需处理全部异议",
-             _with(ctx.staff_json, window), at)]
+    return [(m, "case", ctx.case_id, "case.publicized", _with(ctx.case_json, window), at),
+            (m + 1, "school", ctx.school_id, "deadline.notice_window", _with(ctx.staff_json, window), at)]
 
 
-def _objected(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
-    return [(p, 0, "case", ctx.case_id, "case.objection_raised", "认定结果收到异议，学校将复核", ctx.case_json, at),
-            (p, 1, "school", ctx.school_id, "case.objection_raised", "公示期收到异议，请及时处理",
+def _objected(event: Any, ctx: CaseContext, m: int, at: Any) -> list[Row]:
+    return [(m, "case", ctx.case_id, "case.objection_raised", ctx.case_json, at),
+            (m + 1, "school", ctx.school_id, "case.objection_raised",
              _with(ctx.staff_json, {"objection_id": event.objection_id}), at)]
 
 
-def _objection_resolved(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
-    return [(p, 0, "case", ctx.case_id, "case.objection_resolved", "异议已处理",
-             _with(ctx.case_json, {"outcome": event.outcome}), at)]
+def _objection_resolved(event: Any, ctx: CaseContext, m: int, at: Any) -> list[Row]:
+    return [(m, "case", ctx.case_id, "case.objection_resolved", _with(ctx.case_json, {"outcome": event.outcome}), at)]
 
 
-def _follow_up_selected(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
-    return [(p, 0, "school", ctx.school_id, "deadline.follow_up", "本学期需完成的核实抽查",
+def _follow_up_selected(event: Any, ctx: CaseContext, m: int, at: Any) -> list[Row]:
+    return [(m, "school", ctx.school_id, "deadline.follow_up",
              _with(ctx.staff_json, {"deadline": _iso(event.deadline)}), at)]
 
 
-def _follow_up_recorded(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
-    return [(p, 0, "case", ctx.case_id, "case.follow_up_recorded", "学校已完成对你的认定结果的了解核实",
-             _with(ctx.case_json, {"finding": event.finding}), at)]
+def _follow_up_recorded(event: Any, ctx: CaseContext, m: int, at: Any) -> list[Row]:
+    return [(m, "case", ctx.case_id, "case.follow_up_recorded", _with(ctx.case_json, {"finding": event.finding}), at)]
 
 
-def _readjusted(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
-    return [(p, 0, "case", ctx.case_id, "case.readjusted", "认定结果已动态调整",
-             _with(ctx.case_json, {"level": _level(event.level)}), at)]
+def _readjusted(event: Any, ctx: CaseContext, m: int, at: Any) -> list[Row]:
+    return [(m, "case", ctx.case_id, "case.readjusted", _with(ctx.case_json, {"level": _level(event.level)}), at)]
 
 
-def _aid_granted(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
-    return [(p, 0, "case", ctx.case_id, "aid.granted", "你获得一项资助",
+def _aid_granted(event: Any, ctx: CaseContext, m: int, at: Any) -> list[Row]:
+    return [(m, "case", ctx.case_id, "aid.granted",
              _with(ctx.case_json, {"programme": event.programme, "amount": str(event.amount)}), at)]
 
 
-def _funds_disbursed(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
-    return [(p, 0, "case", ctx.case_id, "aid.disbursed", "资助资金已发放",
-             _with(ctx.case_json, {"amount": str(event.amount)}), at)]
+def _funds_disbursed(event: Any, ctx: CaseContext, m: int, at: Any) -> list[Row]:
+    return [(m, "case", ctx.case_id, "aid.disbursed", _with(ctx.case_json, {"amount": str(event.amount)}), at)]
 
 
-def _revoked(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
-    return [(p, 0, "case", ctx.case_id, "case.revoked", "认定资格已取消", ctx.case_json, at),
-            (p, 1, "school", ctx.school_id, "case.revoked", "一名学生的认定资格已取消", ctx.staff_json, at),
-            (p, 2, "region", ctx.school_region, "case.revoked", "辖区学校取消了一名学生的认定资格",
-             _with(ctx.case_json, {"school_id": ctx.school_id}), at)]
-
-
-def _recovery_ordered(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
-    amount = {"amount": str(event.amount)}
-    return [(p, 0, "case", ctx.case_id, "recovery.ordered", "需退回已发放的资助资金", _with(ctx.case_json, amount),
-             at),
-            (p, 1, "school", ctx.school_id, "recovery.ordered", "已下达资金追回决定", _with(ctx.staff_json, amount),
+def _revoked(event: Any, ctx: CaseContext, m: int, at: Any) -> list[Row]:
+    return [(m, "case", ctx.case_id, "case.revoked", ctx.case_json, at),
+            (m + 1, "school", ctx.school_id, "case.revoked", ctx.staff_json, at),
+            (m + 2, "region", ctx.school_region, "case.revoked", _with(ctx.case_json, {"school_id": ctx.school_id}),
              at)]
 
 
-def _recovered(event: Any, ctx: CaseContext, p: int, at: Any) -> list[Row]:
-    return [(p, 0, "case", ctx.case_id, "recovery.recorded", "已收到退回的资助资金",
-             _with(ctx.case_json, {"amount": str(event.amount)}), at)]
+def _recovery_ordered(event: Any, ctx: CaseContext, m: int, at: Any) -> list[Row]:
+    amount = {"amount": str(event.amount)}
+    return [(m, "case", ctx.case_id, "recovery.ordered", _with(ctx.case_json, amount), at),
+            (m + 1, "school", ctx.school_id, "recovery.ordered", _with(ctx.staff_json, amount), at)]
+
+
+def _recovered(event: Any, ctx: CaseContext, m: int, at: Any) -> list[Row]:
+    return [(m, "case", ctx.case_id, "recovery.recorded", _with(ctx.case_json, {"amount": str(event.amount)}), at)]
 
 
 _BUILDERS: dict[str, _Builder] = {
@@ -241,7 +285,8 @@ class Notifications(View):
     name: ClassVar[str] = "notifications"
     # 2: `data` is JSON text written by the view (so rows go in by COPY / C executemany; read with message_data).
     # 3: on SQLite a WITHOUT ROWID table.
-    schema_version: ClassVar[int] = 3
+    # 4: keyed by one integer (position × 8 + seq: SQLite's row id), titles read with the message, not stored.
+    schema_version: ClassVar[int] = 4
     topics: ClassVar[tuple[str, ...]] = CASE_TOPICS + OTHER_TOPICS
     # Messages made from the case's context alone (_PLAIN, and Assessed and Revoked in fan_out).
     lean_topics: ClassVar[frozenset[str]] = frozenset({
@@ -264,20 +309,15 @@ class Notifications(View):
         )
         messages = Table(
             f"notifications{suffix}", md,
-            Column("position", BigInteger, primary_key=True),
-            Column("seq", Integer, primary_key=True),
+            # position × 8 + seq (first_message_id, message_key). INTEGER on SQLite, where it is the row id.
+            Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
             Column("recipient_kind", String(8), nullable=False),
             Column("recipient_key", String(100), nullable=False),
             Column("kind", String(48), nullable=False),
-            Column("title", String(200), nullable=False),
             Column("data", Text, nullable=False),
             Column("occurred_at", DateTime(timezone=True), nullable=False),
-            # SQLite: the rows live in their primary key's B-tree (one tree written per row, not a rowid table and
-            # a key index beside it).
-            sqlite_with_rowid=False,
         )
-        Index(f"ix_notifications{suffix}_inbox", messages.c.recipient_kind, messages.c.recipient_key,
-              messages.c.position)
+        Index(f"ix_notifications{suffix}_inbox", messages.c.recipient_kind, messages.c.recipient_key, messages.c.id)
         return {"cases": cases, "messages": messages}
 
     def handle(self, conn: Connection, tables: dict[str, Table], batch: Sequence[Envelope]) -> None:
@@ -292,7 +332,7 @@ class Notifications(View):
         for envelope in batch:
             topic = envelope.topic
             if not topic.startswith("case."):
-                rows += _other(topic, envelope.event, envelope.position, time_of(envelope))
+                rows += _other(topic, envelope.event, envelope.position << SEQ_BITS, time_of(envelope))
                 continue
             key = envelope.case_key
             ctx = known.get(key)
@@ -316,12 +356,12 @@ class Notifications(View):
                     touched.add(key)
             plain = plain_of(topic)
             if plain is not None:
-                p, at = envelope.position, time_of(envelope)
-                rows += [(p, seq, "case", ctx.case_id, kind, title, ctx.case_json, at) if applicant
-                         else (p, seq, "school", ctx.school_id, kind, title, ctx.staff_json, at)
-                         for seq, (applicant, kind, title) in enumerate(plain)]
+                m, at = envelope.position << SEQ_BITS, time_of(envelope)
+                rows += [(m + seq, "case", ctx.case_id, kind, ctx.case_json, at) if applicant
+                         else (m + seq, "school", ctx.school_id, kind, ctx.staff_json, at)
+                         for seq, (applicant, kind) in enumerate(plain)]
             elif (build := build_of(topic)) is not None:
-                rows += build(envelope.event, ctx, envelope.position, time_of(envelope))
+                rows += build(envelope.event, ctx, envelope.position << SEQ_BITS, time_of(envelope))
         upsert_rows(conn, cases, "case_id", [known[k].row() for k in touched if k not in existing],
                     [known[k].row() for k in touched if k in existing])
         insert_rows(conn, tables["messages"], rows, stored=True)

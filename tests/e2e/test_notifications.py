@@ -69,6 +69,8 @@ def test_each_caller_sees_what_concerns_them_and_nothing_else(client: TestClient
     mine = inbox(client, auth("applicant", student=id_number(1)), position)
     # Newest first; only the first student's case.
     assert kinds(mine) == ["case.revoked", "case.rated", "case.verified", "case.applied"]
+    assert [item["title"] for item in mine["items"]] == ["认定资格已取消", "学校已作出认定", "身份核验已完成",
+                                                         "认定申请已提交，等待身份核验"]
     assert {item["data"]["case_id"] for item in mine["items"]} == {first}
     staff = inbox(client, auth("school", school=GX_SCHOOL), position)
     assert kinds(staff).count("case.applied") == 2 and kinds(staff).count("case.awaiting_rating") == 2
@@ -132,6 +134,7 @@ def test_the_gateway_gets_each_message_once_even_after_a_rebuild(open_client: Op
         inbox(client, auth("bureau", region="450000"))["items"]
     assert sent == len(gateway.sent) == len(expected)
     assert sorted(m.message_id for m in gateway.sent) == sorted(i["id"] for i in expected)
+    assert sorted((m.message_id, m.title) for m in gateway.sent) == sorted((i["id"], i["title"]) for i in expected)
     assert dispatcher.drain() == 0
     services.projections.rebuild("notifications")
     assert dispatcher.drain() == 0 and len(gateway.sent) == sent

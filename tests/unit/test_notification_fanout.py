@@ -9,7 +9,7 @@ from typing import Any
 
 from domain.round import IDENTIFICATION, IdentificationRound, Window
 from domain.values import VerificationMethod
-from projections.notifications import Notifications, message_data
+from projections.notifications import TITLES, Notifications, message_data, message_key
 from tests.support import EVALUATOR, GUARDIAN, STAFF, T0
 from tests.unit.case_steps import Steps
 from tests.unit.projection_harness import harness
@@ -26,7 +26,10 @@ def inbox(events: list[Any]) -> list[tuple[str, str, str]]:
 def messages(events: list[Any]) -> list[dict[str, Any]]:
     with harness(Notifications()) as h:
         h.feed(events, batch_size=3)  # batches cut between an event and the ones that need its context
-        return [{**r, "data": message_data(r["data"])} for r in h.rows("messages")]
+        rows = [{**r, "data": message_data(r["data"])} for r in h.rows("messages")]
+    for row in rows:  # every message the fan-out makes has its title
+        assert (row["recipient_kind"], row["kind"]) in TITLES
+    return rows
 
 
 def test_the_identification_path_tells_the_applicant_the_school_and_the_class_their_part() -> None:
@@ -122,3 +125,13 @@ def test_no_message_carries_an_id_number_a_name_or_a_special_group_category() ->
     for forbidden in (steps.case.applicant_id_number, steps.case.form["student"]["name"], "disabled",
                       "minimum_living_allowance", "household"):
         assert forbidden not in text
+
+
+def test_a_message_id_is_its_events_position_and_its_place_among_that_events_messages() -> None:
+    steps = Steps.apply(7).rated().publicize()
+    rows = messages(steps.events)
+    keys = [message_key(r["id"]) for r in rows]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    publicized = [message_key(r["id"]) for r in rows if r["kind"] in {"case.publicized", "deadline.notice_window"}]
+    assert publicized == [(publicized[0][0], 0), (publicized[0][0], 1)]
+    assert message_key(rows[0]["id"]) == (1, 0) and message_key(rows[1]["id"]) == (1, 1)  # Applied: applicant, staff
