@@ -332,7 +332,7 @@ class Notifications(View):
         for envelope in batch:
             topic = envelope.topic
             if not topic.startswith("case."):
-                rows += _other(topic, envelope.event, envelope.position << SEQ_BITS, time_of(envelope))
+                rows += _other(topic, envelope.event, first_message_id(envelope.position), time_of(envelope))
                 continue
             key = envelope.case_key
             ctx = known.get(key)
@@ -356,12 +356,12 @@ class Notifications(View):
                     touched.add(key)
             plain = plain_of(topic)
             if plain is not None:
-                m, at = envelope.position << SEQ_BITS, time_of(envelope)
+                m, at = first_message_id(envelope.position), time_of(envelope)
                 rows += [(m + seq, "case", ctx.case_id, kind, ctx.case_json, at) if applicant
                          else (m + seq, "school", ctx.school_id, kind, ctx.staff_json, at)
                          for seq, (applicant, kind) in enumerate(plain)]
             elif (build := build_of(topic)) is not None:
-                rows += build(envelope.event, ctx, envelope.position << SEQ_BITS, time_of(envelope))
+                rows += build(envelope.event, ctx, first_message_id(envelope.position), time_of(envelope))
         upsert_rows(conn, cases, "case_id", [known[k].row() for k in touched if k not in existing],
                     [known[k].row() for k in touched if k in existing])
         insert_rows(conn, tables["messages"], rows, stored=True)
