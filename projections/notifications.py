@@ -288,7 +288,7 @@ class Notifications(View):
     # 4: keyed by one integer (position × 8 + seq: SQLite's row id), titles read with the message, not stored.
     schema_version: ClassVar[int] = 4
     topics: ClassVar[tuple[str, ...]] = CASE_TOPICS + OTHER_TOPICS
-    # Messages made from the case's context alone (_PLAIN, and Assessed and Revoked in fan_out).
+    # Messages made from the case's context alone (_PLAIN, and the _assessed and _revoked builders).
     lean_topics: ClassVar[frozenset[str]] = frozenset({
         "case.withdrawn", "case.class_evaluated", "case.publicity_exempted", "case.confirmed", "case.archived",
         "case.assessed", "case.revoked"})
